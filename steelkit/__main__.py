@@ -1,0 +1,3 @@
+from steelkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""Reading the competition's files: label tables in either schema, and images.
+
+The canonical table has one row per image, in the order the file first names them, with columns
+``ImageId`` and ``rle_1`` .. ``rle_4`` (RLE strings, ``""`` where the class is absent). Both schemas
+the competition used read into it:
+
+- wide: ``ImageId_ClassId,EncodedPixels``, four rows per image (``0002cc93b.jpg_1``);
+- long: ``ImageId,ClassId,EncodedPixels`` in any column order, one row per (image, class) with a
+  defect; today's ``sample_submission.csv`` is long with ``ClassId`` 0 and a placeholder RLE on one
+  row per image, which names the image and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from steelkit import rle as rle_lib
+
+CLASSES = (1, 2, 3, 4)
+RLE_COLUMNS = tuple(f"rle_{c}" for c in CLASSES)
+WIDE, LONG = "wide", "long"
+WIDE_COLUMNS = ("ImageId_ClassId", "EncodedPixels")
+LONG_COLUMNS = ("ImageId", "ClassId", "EncodedPixels")
+
+
+def detect_schema(columns) -> str:
+    """Return WIDE or LONG for a header, or raise naming what was expected."""
+    names = set(columns)
+    if names == set(WIDE_COLUMNS):
+        return WIDE
+    if names == set(LONG_COLUMNS):
+        return LONG
+    raise ValueError(f"unknown columns {list(columns)}; expected {','.join(WIDE_COLUMNS)} "
+                     f"or {','.join(LONG_COLUMNS)}")
+
+
+def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, str, list[str]]:
+    """Read a label, sample or submission CSV into the canonical table; also its schema and columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    schema = detect_schema(frame.columns)
+    if schema == WIDE:
+        image_ids, class_ids = _split_wide_keys(frame, path)
+    else:
+        image_ids = frame["ImageId"].to_numpy(dtype=object)
+        class_ids = _parse_class_ids(frame["ClassId"], path, allowed=(0, *CLASSES))
+    return _canonical(path, image_ids, class_ids, frame["EncodedPixels"].to_numpy(dtype=object)), schema, list(frame.columns)
+
+
+def _split_wide_keys(frame: pd.DataFrame, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    parts = frame["ImageId_ClassId"].str.rsplit("_", n=1, expand=True)
+    if parts.shape[1] != 2 or parts[1].isna().any():
+        row = int(np.argmax(parts[1].isna().to_numpy())) if parts.shape[1] == 2 else 0
+        raise ValueError(f"{path}, row {row + 2}: ImageId_ClassId {frame['ImageId_ClassId'].iloc[row]!r} "
+                         "is not <image>_<class>")
+    return parts[0].to_numpy(dtype=object), _parse_class_ids(parts[1], path, allowed=CLASSES)
+
+
+def _parse_class_ids(values: pd.Series, path: Path, allowed: tuple[int, ...]) -> np.ndarray:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() | ~numbers.isin(allowed)
+    if bad.any():
+        row = int(np.argmax(bad.to_numpy()))
+        raise ValueError(f"{path}, row {row + 2}: class {values.iloc[row]!r} is not one of {list(allowed)}")
+    return numbers.to_numpy(dtype=np.int64)
+
+
+def _canonical(path: Path, image_ids: np.ndarray, class_ids: np.ndarray, rles: np.ndarray) -> pd.DataFrame:
+    order = pd.unique(image_ids)
+    table = pd.DataFrame({"ImageId": order, **{col: "" for col in RLE_COLUMNS}})
+    position = pd.Series(np.arange(len(order)), index=order)
+    defect = class_ids > 0
+    keys = pd.Series(list(zip(image_ids[defect], class_ids[defect])))
+    duplicated = keys.duplicated()
+    if duplicated.any():
+        row = int(np.flatnonzero(defect)[int(np.argmax(duplicated.to_numpy()))])
+        raise ValueError(f"{path}, row {row + 2}: image {image_ids[row]} class {class_ids[row]} appears twice")
+    rows = position[image_ids[defect]].to_numpy()
+    for class_id in CLASSES:
+        chosen = class_ids[defect] == class_id
+        table.iloc[rows[chosen], table.columns.get_loc(f"rle_{class_id}")] = [
+            str(r).strip() for r in rles[defect][chosen]]
+    return table
+
+
+def read_labels(path: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Read ``train.csv`` (either schema) into the canonical table.
+
+    The long schema lists only images with a defect; with ``image_dir`` the images there that the file
+    does not name are added as defect-free rows, in sorted order after the named ones.
+    """
+    table, _, _ = read_table(path)
+    if image_dir is not None:
+        on_disk = sorted(p.name for p in Path(image_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        missing = sorted(set(on_disk) - set(table["ImageId"]))
+        if missing:
+            extra = pd.DataFrame({"ImageId": missing, **{col: "" for col in RLE_COLUMNS}})
+            table = pd.concat([table, extra], ignore_index=True)
+    return table
+
+
+def presence(table: pd.DataFrame) -> np.ndarray:
+    """(N, 4) bool: which classes each image of the canonical table has."""
+    return np.stack([table[col].to_numpy(dtype=str) != "" for col in RLE_COLUMNS], axis=1)
+
+
+def decode_row(rles, shape: tuple[int, int]) -> np.ndarray:
+    """The four RLE strings of one image as a (4, H, W) uint8 mask."""
+    return np.stack([rle_lib.decode(r, shape) for r in rles])
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB; a missing or unreadable file raises naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path}: no such file")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ValueError(f"image {path}: not a readable image ({data.size} bytes)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def image_shape(folder: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of the images in a competition folder (its test or train images), read from the first one."""
+    folder = Path(folder)
+    for sub in (folder, folder / "test_images", folder / "train_images"):
+        if sub.is_dir():
+            first = next((p for p in sorted(sub.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg", ".png")), None)
+            if first is not None:
+                return read_image(first).shape[:2]
+    raise FileNotFoundError(f"{folder}: no images to read the image size from")

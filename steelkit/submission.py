@@ -1,0 +1,109 @@
+"""Writing and validating ``submission.csv`` in the schema and row order of ``sample_submission.csv``.
+
+Wide sample (``ImageId_ClassId,EncodedPixels``): one row per sample row, same order. Long sample
+(``ImageId,EncodedPixels,ClassId``, today's one row per image): four rows per image, ClassId 1-4 and an
+empty EncodedPixels where there is no defect, so every pair is explicit; columns in the sample's order.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from steelkit import atomic
+from steelkit import rle as rle_lib
+from steelkit.competition import CLASSES, LONG, RLE_COLUMNS, WIDE, read_table
+
+
+class SubmissionError(ValueError):
+    """A submission that Kaggle would reject or mis-score."""
+
+
+def expected_rows(sample_path: str | os.PathLike) -> tuple[pd.DataFrame, str, list[str]]:
+    """The rows a submission must have, as (ImageId, ClassId) in order; plus the schema and columns."""
+    sample, schema, columns = read_table(sample_path)
+    raw = pd.read_csv(sample_path, dtype=str, keep_default_na=False)
+    if schema == WIDE:
+        keys = raw["ImageId_ClassId"].str.rsplit("_", n=1, expand=True)
+        rows = pd.DataFrame({"ImageId": keys[0], "ClassId": keys[1].astype(int)})
+    else:
+        images = sample["ImageId"].to_numpy()
+        rows = pd.DataFrame({"ImageId": np.repeat(images, len(CLASSES)),
+                             "ClassId": np.tile(CLASSES, len(images))})
+    return rows, schema, columns
+
+
+def format_rows(predictions: pd.DataFrame, sample_path: str | os.PathLike) -> pd.DataFrame:
+    """Lay the canonical ``predictions`` table out as the sample's rows.
+
+    Sample images without a prediction get empty masks, with a warning; predictions for images the
+    sample does not name are an error.
+    """
+    rows, schema, columns = expected_rows(sample_path)
+    predicted = predictions.set_index("ImageId")
+    unknown = predicted.index.difference(pd.Index(rows["ImageId"].unique()))
+    if len(unknown):
+        raise SubmissionError(f"{len(unknown)} predicted images are not in {sample_path}, e.g. {unknown[0]}")
+    absent = pd.Index(rows["ImageId"].unique()).difference(predicted.index)
+    if len(absent):
+        warnings.warn(f"{len(absent)} images of {sample_path} have no prediction (e.g. {absent[0]}); "
+                      "writing empty masks for them", stacklevel=2)
+    predicted = predicted.reindex(rows["ImageId"].unique(), fill_value="")
+    class_col = rows["ClassId"].map({c: col for c, col in zip(CLASSES, RLE_COLUMNS)})
+    rles = [predicted.at[image, col] for image, col in zip(rows["ImageId"], class_col)]
+    if schema == WIDE:
+        out = pd.DataFrame({"ImageId_ClassId": rows["ImageId"] + "_" + rows["ClassId"].astype(str),
+                            "EncodedPixels": rles})
+    else:
+        out = pd.DataFrame({"ImageId": rows["ImageId"], "ClassId": rows["ClassId"], "EncodedPixels": rles})
+    return out[columns]
+
+
+def write(predictions: pd.DataFrame, sample_path: str | os.PathLike, out_path: str | os.PathLike,
+          shape: tuple[int, int] = rle_lib.DEFAULT_SHAPE) -> Path:
+    """Write ``submission.csv`` atomically, after validating it against the sample."""
+    out_path = Path(out_path)
+    frame = format_rows(predictions, sample_path)
+    with atomic.atomic_path(out_path) as tmp:
+        frame.to_csv(tmp, index=False)
+        validate(tmp, sample_path, shape)
+    return out_path
+
+
+def validate(submission_path: str | os.PathLike, sample_path: str | os.PathLike,
+             shape: tuple[int, int] = rle_lib.DEFAULT_SHAPE) -> int:
+    """Check a submission against its sample; return its number of rows or raise SubmissionError.
+
+    Every expected (image, class) row present exactly once, no other rows, the sample's columns, and
+    every RLE valid inside an image of ``shape``. The message names the first bad row (CSV line number).
+    """
+    expected, _, columns = expected_rows(sample_path)
+    if not Path(submission_path).is_file():
+        raise SubmissionError(f"{submission_path}: no such file")
+    frame = pd.read_csv(submission_path, dtype=str, keep_default_na=False)
+    if list(frame.columns) != columns:
+        raise SubmissionError(f"{submission_path}: columns {list(frame.columns)}, expected {columns} as in {sample_path}")
+    if "ImageId_ClassId" in frame.columns:
+        keys = list(frame["ImageId_ClassId"])
+    else:
+        keys = [f"{image}_{class_id}" for image, class_id in zip(frame["ImageId"], frame["ClassId"])]
+    wanted = set(expected["ImageId"] + "_" + expected["ClassId"].astype(str))
+    seen: set[str] = set()
+    for line, (key, encoded) in enumerate(zip(keys, frame["EncodedPixels"]), start=2):
+        if key in seen:
+            raise SubmissionError(f"{submission_path}, line {line}: {key} appears twice")
+        if key not in wanted:
+            raise SubmissionError(f"{submission_path}, line {line}: {key} is not a row of {sample_path}")
+        seen.add(key)
+        try:
+            rle_lib.parse(encoded, shape)
+        except ValueError as error:
+            raise SubmissionError(f"{submission_path}, line {line} ({key}): {error}") from None
+    missing = [k for k in expected["ImageId"] + "_" + expected["ClassId"].astype(str) if k not in seen]
+    if missing:
+        raise SubmissionError(f"{submission_path}: {len(missing)} expected rows missing, first {missing[0]}")
+    return len(frame)
