@@ -80,6 +80,17 @@ def cmd_folds(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from steelkit import recipe as recipes
+    from steelkit.train import train
+
+    recipe = recipes.override(recipes.preset(args.preset), [f"fold={args.fold}", *args.set])
+    result = train(recipe, args.data, args.out, resume=args.resume, epochs_now=args.epochs_now, device=args.device)
+    print(f"{recipe.name} fold {recipe.fold}: best score {result['best_score']:.5f} after "
+          f"{result['epochs_done']}/{recipe.epochs} epochs; outputs in {result['out']}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from steelkit import metric, submission, synthetic
     from steelkit.competition import read_table
@@ -128,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", help="CSV to write (default DATA/folds.csv)")
     p.set_defaults(run=cmd_folds)
+
+    p = sub.add_parser("train", help="train one model (one stage, one fold) from a preset")
+    p.add_argument("--preset", required=True, help="cls-effb1, cls-r34, seg-unet-effb3, seg-fpn-effb3, "
+                   "seg-fpn-effb3-dice, cls-tiny, seg-tiny")
+    p.add_argument("--data", required=True, help="competition folder (train.csv, train_images/)")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, recipe.json, metrics.csv, oof.npz)")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--epochs-now", type=int, help="stop after this many epochs in this call (resume later)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("demo", help="the offline rehearsal on a synthetic mini-competition")
     p.add_argument("--out", default="demo-output")

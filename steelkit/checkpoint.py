@@ -1,0 +1,78 @@
+"""Checkpoints: weights + the recipe that made them (+ training state for resuming), written atomically.
+
+A training output folder holds ``recipe.json``, ``best.pt`` (weights, recipe, epoch, score: what
+inference loads), ``last.pt`` (everything needed to resume), ``metrics.csv`` and ``oof.npz``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from steelkit import atomic
+from steelkit.recipe import Recipe
+
+BEST, LAST = "best.pt", "last.pt"
+
+
+def save(path: str | os.PathLike, state: dict) -> Path:
+    """torch.save ``state`` to ``path`` atomically: an interruption never leaves half a checkpoint."""
+    with atomic.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def load_state(path: str | os.PathLike) -> dict:
+    """A checkpoint's dict, on the CPU. ``path`` may be a training output folder (its best.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path}: no such file")
+    # Our own checkpoints hold RNG states and the recipe dict beside tensors, hence weights_only=False:
+    # load only checkpoints you or steelkit made.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Rebuild a trained model from its checkpoint alone -> (model in eval mode, recipe)."""
+    from steelkit.models import build_model
+
+    state = load_state(path)
+    recipe = Recipe.from_dict(state["recipe"])
+    model = build_model(recipe, load_weights=False)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), recipe
+
+
+def find_checkpoints(folders) -> list[Path]:
+    """Every best.pt in the given folders (a folder may hold one training output or several)."""
+    found: list[Path] = []
+    for folder in map(Path, folders):
+        if folder.is_file():
+            found.append(folder)
+            continue
+        hits = sorted(folder.rglob(BEST))
+        if not hits:
+            raise FileNotFoundError(f"no {BEST} under {folder}")
+        found += hits
+    return found
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,109 @@
+"""Models from recipes: a name -> builder registry, smp encoders and decoders, no downloads ever.
+
+- classifier: an smp encoder (any smp name, or ``tu-<timm name>``) -> smp's ClassificationHead ->
+  (N, 4) float32 logits, one per class;
+- segmenter: an smp architecture (Unet, FPN, ...) -> (N, 4, H, W) float32 logits; H and W multiples of 32.
+
+Weights: none (random), a local file of encoder weights (what smp would download from its hub, e.g.
+ImageNet), or a steelkit checkpoint (``init_checkpoint``). ``encoder_weights`` is always None for smp.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+from segmentation_models_pytorch.base import ClassificationHead
+from torch import nn
+
+N_CLASSES = 4
+SEGMENTERS = {"Unet": smp.Unet, "FPN": smp.FPN, "UnetPlusPlus": smp.UnetPlusPlus, "Linknet": smp.Linknet,
+              "PSPNet": smp.PSPNet, "DeepLabV3Plus": smp.DeepLabV3Plus}
+
+
+class Classifier(nn.Module):
+    """Encoder + pooled head: (N, 3, H, W) float32 -> (N, 4) float32 logits."""
+
+    def __init__(self, encoder: str, classes: int = N_CLASSES, dropout: float = 0.2):
+        super().__init__()
+        self.encoder = smp.encoders.get_encoder(encoder, in_channels=3, depth=5, weights=None)
+        self.head = ClassificationHead(self.encoder.out_channels[-1], classes, pooling="avg", dropout=dropout)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(images)[-1])
+
+
+def build_segmenter(recipe) -> nn.Module:
+    if recipe.arch not in SEGMENTERS:
+        raise KeyError(f"unknown segmenter arch {recipe.arch!r}; choose one of {', '.join(SEGMENTERS)}")
+    extra = {"decoder_channels": recipe.decoder_channels} if recipe.decoder_channels else {}
+    return SEGMENTERS[recipe.arch](encoder_name=recipe.encoder, encoder_weights=None, classes=N_CLASSES, **extra)
+
+
+BUILDERS = {"classifier": lambda recipe: Classifier(recipe.encoder), "segmenter": build_segmenter}
+
+
+HEAD_PRIOR = 0.01  # initial defect probability of every output: defects are rare, pixels rarer
+
+
+def init_head_bias(model: nn.Module, prior: float = HEAD_PRIOR) -> None:
+    """Start the last layer's bias at logit(prior), so that training does not spend its first epochs
+    unlearning p = 0.5 everywhere (the focal-loss paper's prior initialisation)."""
+    head = model.head if isinstance(model, Classifier) else model.segmentation_head
+    last = [m for m in head.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+    nn.init.constant_(last.bias, float(torch.logit(torch.tensor(prior))))
+
+
+def build_model(recipe, load_weights: bool = True) -> nn.Module:
+    """The model a recipe describes; with ``load_weights``, its encoder weights or initial checkpoint."""
+    model = BUILDERS[recipe.stage](recipe)
+    init_head_bias(model)
+    if load_weights and recipe.init_checkpoint:
+        from steelkit.checkpoint import load_state
+
+        model.load_state_dict(load_state(recipe.init_checkpoint)["model"])
+    elif load_weights and recipe.encoder_weights:
+        load_encoder_weights(model.encoder, recipe.encoder_weights)
+    return model
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a local .safetensors, .pth or .pt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path}: no such file (weights are never downloaded; attach them)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+HEAD_PREFIXES = ("fc.", "_fc.", "classifier.", "head.", "last_linear.")
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | os.PathLike) -> None:
+    """Load ImageNet-style encoder weights from a local file; classification-head keys are dropped,
+    ``module.``/``encoder.`` prefixes stripped. Any other mismatch raises, naming the keys."""
+    state = read_state_dict(path)
+    for prefix in ("module.", "encoder."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(HEAD_PREFIXES)]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit encoder {type(encoder).__name__}: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+
+
+def pad_to_multiple(images: torch.Tensor, multiple: int = 32) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad (N, C, H, W) on the bottom and right up to multiples of ``multiple``; also (H, W)."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h or pad_w:
+        images = nn.functional.pad(images, (0, pad_w, 0, pad_h), mode="reflect")
+    return images, (height, width)
