@@ -26,10 +26,10 @@ SEGMENTERS = {"Unet": smp.Unet, "FPN": smp.FPN, "UnetPlusPlus": smp.UnetPlusPlus
 class Classifier(nn.Module):
     """Encoder + pooled head: (N, 3, H, W) float32 -> (N, 4) float32 logits."""
 
-    def __init__(self, encoder: str, classes: int = N_CLASSES, dropout: float = 0.2):
+    def __init__(self, encoder: str, classes: int = N_CLASSES, pooling: str = "avg", dropout: float = 0.2):
         super().__init__()
         self.encoder = smp.encoders.get_encoder(encoder, in_channels=3, depth=5, weights=None)
-        self.head = ClassificationHead(self.encoder.out_channels[-1], classes, pooling="avg", dropout=dropout)
+        self.head = ClassificationHead(self.encoder.out_channels[-1], classes, pooling=pooling, dropout=dropout)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(images)[-1])
@@ -42,13 +42,15 @@ def build_segmenter(recipe) -> nn.Module:
     return SEGMENTERS[recipe.arch](encoder_name=recipe.encoder, encoder_weights=None, classes=N_CLASSES, **extra)
 
 
-BUILDERS = {"classifier": lambda recipe: Classifier(recipe.encoder), "segmenter": build_segmenter}
+BUILDERS = {"classifier": lambda recipe: Classifier(recipe.encoder, pooling=recipe.head_pooling),
+            "segmenter": build_segmenter}
 
 
-HEAD_PRIOR = 0.01  # initial defect probability of every output: defects are rare, pixels rarer
+# initial probability of every output: a class is present on about 1 image in 10, a pixel far more rarely
+HEAD_PRIOR = {"classifier": 0.1, "segmenter": 0.01}
 
 
-def init_head_bias(model: nn.Module, prior: float = HEAD_PRIOR) -> None:
+def init_head_bias(model: nn.Module, prior: float) -> None:
     """Start the last layer's bias at logit(prior), so that training does not spend its first epochs
     unlearning p = 0.5 everywhere (the focal-loss paper's prior initialisation)."""
     head = model.head if isinstance(model, Classifier) else model.segmentation_head
@@ -59,7 +61,7 @@ def init_head_bias(model: nn.Module, prior: float = HEAD_PRIOR) -> None:
 def build_model(recipe, load_weights: bool = True) -> nn.Module:
     """The model a recipe describes; with ``load_weights``, its encoder weights or initial checkpoint."""
     model = BUILDERS[recipe.stage](recipe)
-    init_head_bias(model)
+    init_head_bias(model, HEAD_PRIOR[recipe.stage])
     if load_weights and recipe.init_checkpoint:
         from steelkit.checkpoint import load_state
 

@@ -28,6 +28,7 @@ class Recipe:
     arch: str = "Unet"  # segmenter: an smp architecture (Unet, FPN, ...); classifier: "Classifier"
     encoder: str = "efficientnet-b3"  # any smp encoder name, or "tu-<timm name>"
     decoder_channels: tuple[int, ...] = ()  # Unet only; () = smp's default
+    head_pooling: str = "avg"  # classifier: "avg" or "max" pooling before the 4-logit head
     encoder_weights: str = ""  # local file of encoder weights (ImageNet); "" = random init; never downloaded
     init_checkpoint: str = ""  # a steelkit checkpoint to start from (fine-tuning stages)
     loss: str = "bce"  # "bce" | "bce_dice" (bce_weight * BCE + dice_weight * Dice)
@@ -120,7 +121,11 @@ PRESETS: dict[str, Recipe] = {
     # the seed's second FPN stage: start from a BCE-trained FPN (set init_checkpoint), fine-tune with BCE+Dice
     "seg-fpn-effb3-dice": Recipe(name="seg-fpn-effb3-dice", arch="FPN", batch_size=12, loss="bce_dice",
                                  **{**_SEGMENTER, "lr": 1e-4, "epochs": 10}, warmup_epochs=0.0),
-    "cls-tiny": Recipe(name="cls-tiny", **{**_CLASSIFIER, **_TINY, "lr": 0.03, "effective_batch": 16,
+    # Tiny data from scratch cannot afford the seed's SGD or heavy augmentation: AdamW, no accumulation,
+    # lighter blackout, no brightness/contrast; max pooling finds small defects in a large image.
+    "cls-tiny": Recipe(name="cls-tiny", **{**_CLASSIFIER, **_TINY, "encoder": "resnet18", "head_pooling": "max",
+                                          "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0,
+                                          "effective_batch": 8, "blackout": 0.25, "brightness_contrast": 0.0,
                                           "epochs": 8}),
     "seg-tiny": Recipe(name="seg-tiny", arch="Unet", decoder_channels=(64, 32, 16, 16, 8), loss="bce",
                        **{**_SEGMENTER, **_TINY, "lr": 1e-2, "effective_batch": 8, "epochs": 12}),

@@ -238,7 +238,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     scaler = torch.amp.GradScaler(context.device.type, enabled=context.device.type == "cuda" and recipe.amp)
     loss_fn = build_loss(recipe).to(context.device)
 
-    start, best, history = 0, -math.inf, []
+    start, best, history = 0, (-math.inf, -math.inf), []
     if resume and (out_dir / checkpoint.LAST).exists():
         state = checkpoint.load_state(out_dir / checkpoint.LAST)
         if Recipe.from_dict(state["recipe"]) != recipe:
@@ -248,7 +248,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         checkpoint.set_rng_state(state["rng"])
-        start, best, history = state["epoch"] + 1, state["best_score"], state["history"]
+        start, best, history = state["epoch"] + 1, tuple(state["best"]), state["history"]
     if context.main:
         recipe.save(out_dir / "recipe.json")
 
@@ -269,21 +269,21 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
                    **result["figures"], "seconds": time.time() - started}
             history.append(row)
             atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
-            if row["score"] > best:
-                best = row["score"]
+            if (row["score"], -row["val_loss"]) > best:  # ties (common early on) go to the lower loss
+                best = (row["score"], -row["val_loss"])
                 checkpoint.save(out_dir / checkpoint.BEST, {"model": model.state_dict(), "recipe": _asdict(recipe),
-                                                           "epoch": epoch, "score": best, "figures": row})
+                                                           "epoch": epoch, "score": row["score"], "figures": row})
                 save_oof(out_dir / "oof.npz", valid_ids, result["oof"], recipe, shape)
             checkpoint.save(out_dir / checkpoint.LAST, {
-                "model": model.state_dict(), "recipe": _asdict(recipe), "epoch": epoch, "best_score": best,
+                "model": model.state_dict(), "recipe": _asdict(recipe), "epoch": epoch, "best": best,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(), "history": history})
             tqdm.write(f"{desc}: train loss {train_loss:.4f}, val loss {row['val_loss']:.4f}, "
-                       f"score {row['score']:.4f} (best {best:.4f}), {row['seconds']:.0f}s")
+                       f"score {row['score']:.4f} (best {best[0]:.4f}), {row['seconds']:.0f}s")
         distributed.barrier(context)
         ran += 1
     distributed.teardown(context)
-    return {"best_score": best, "out": out_dir, "epochs_done": start + ran, "history": history}
+    return {"best_score": best[0], "out": out_dir, "epochs_done": start + ran, "history": history}
 
 
 def _asdict(recipe: Recipe) -> dict:
