@@ -129,11 +129,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def image_shape(folder: str | os.PathLike) -> tuple[int, int]:
-    """(H, W) of the images in a competition folder (its test or train images), read from the first one."""
+    """(H, W) of the images in a folder or a competition folder (its test, then train images), read off
+    the first readable one (a broken image is reported where it is used, not here)."""
     folder = Path(folder)
     for sub in (folder, folder / "test_images", folder / "train_images"):
-        if sub.is_dir():
-            first = next((p for p in sorted(sub.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg", ".png")), None)
-            if first is not None:
-                return read_image(first).shape[:2]
-    raise FileNotFoundError(f"{folder}: no images to read the image size from")
+        if not sub.is_dir():
+            continue
+        for path in sorted(p for p in sub.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
+            try:
+                return read_image(path).shape[:2]
+            except (OSError, ValueError):
+                continue
+    raise FileNotFoundError(f"{folder}: no readable images to read the image size from")

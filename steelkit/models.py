@@ -95,7 +95,11 @@ def load_encoder_weights(encoder: nn.Module, path: str | os.PathLike) -> None:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    # nn.Module's own method: some smp encoders override load_state_dict and return nothing
+    try:
+        missing, unexpected = nn.Module.load_state_dict(encoder, state, strict=False)
+    except RuntimeError as error:  # shapes that differ
+        raise ValueError(f"{path} does not fit encoder {type(encoder).__name__}: {error}") from None
     missing = [k for k in missing if not k.startswith(HEAD_PREFIXES)]
     if missing or unexpected:
         raise ValueError(f"{path} does not fit encoder {type(encoder).__name__}: missing {missing[:5]}, "

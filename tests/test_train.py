@@ -1,0 +1,122 @@
+"""The training loop on tiny synthetic data, on the CPU."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from steelkit import checkpoint, synthetic, train
+from steelkit.recipe import Recipe, override, preset
+
+
+def test_accumulated_gradients_equal_one_big_batch():
+    recipe = Recipe(stage="classifier", arch="Classifier", encoder="resnet18", pos_weight=(), batch_size=2,
+                    effective_batch=6, grad_clip=0)
+    torch.manual_seed(0)
+    model = train.build_model(recipe).eval()  # eval: batch norm would make batch size matter
+    loss_fn = train.build_loss(recipe)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    images, labels = torch.randn(6, 3, 64, 64), (torch.rand(6, 4) > 0.5).float()
+
+    for start in range(0, 6, 2):  # three micro-batches of 2, each loss divided by 3
+        train.backward_step(model, {"image": images[start:start + 2], "labels": labels[start:start + 2]},
+                            loss_fn, scaler, recipe, torch.device("cpu"))
+    accumulated = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    train.backward_step(model, {"image": images, "labels": labels}, loss_fn, scaler,
+                        override(recipe, ["batch_size=6"]), torch.device("cpu"))
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(accumulated[name], param.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_learning_rate_warms_up_then_decays():
+    factors = [train.lr_factor(step, 4, 20, 0.01) for step in range(20)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:])) and factors[-1] == pytest.approx(0.01, abs=0.01)
+
+
+def test_classifier_figures_by_hand():
+    probs = np.array([[0.9, 0.1, 0.2, 0.1], [0.2, 0.1, 0.8, 0.1]])
+    truth = np.array([[True, False, False, False], [False, False, False, True]])
+    figures = train.classifier_figures(probs, truth)
+    assert figures["score"] == 6 / 8  # two wrong calls of eight
+    assert figures["f1_1"] == 1.0 and figures["f1_3"] == 0.0 and figures["f1_2"] == 1.0
+    assert figures["acc_4"] == 0.5
+
+
+def _tiny(stage_preset: str, **changes) -> Recipe:
+    return override(preset(stage_preset), [f"{k}={v}" for k, v in changes.items()])
+
+
+def test_resume_ends_with_the_same_weights(mini, tmp_path):
+    recipe = _tiny("seg-tiny", epochs=2, n_folds=3, batch_size=4, effective_batch=8, blackout=0.5)
+    train.train(recipe, mini, tmp_path / "whole", device="cpu")
+    first = train.train(recipe, mini, tmp_path / "split", epochs_now=1, device="cpu")
+    assert first["epochs_done"] == 1 and len(pd.read_csv(tmp_path / "split" / "metrics.csv")) == 1
+    with pytest.raises(FileExistsError, match="--resume"):
+        train.train(recipe, mini, tmp_path / "split", device="cpu")
+    train.train(recipe, mini, tmp_path / "split", resume=True, device="cpu")
+    whole = checkpoint.load_state(tmp_path / "whole" / "last.pt")
+    split = checkpoint.load_state(tmp_path / "split" / "last.pt")
+    assert whole["epoch"] == split["epoch"] == 1
+    for key, value in whole["model"].items():
+        torch.testing.assert_close(split["model"][key], value, rtol=0, atol=0, msg=key)
+    assert pd.read_csv(tmp_path / "split" / "metrics.csv")["train_loss"].tolist() == \
+        pytest.approx(pd.read_csv(tmp_path / "whole" / "metrics.csv")["train_loss"].tolist())
+
+
+def test_outputs_say_how_they_were_made(mini, tmp_path):
+    recipe = _tiny("cls-tiny", epochs=1, n_folds=3, fold=1)
+    train.train(recipe, mini, tmp_path, device="cpu")
+    assert Recipe.load(tmp_path / "recipe.json") == recipe
+    model, loaded = checkpoint.load_model(tmp_path)
+    assert loaded == recipe and not model.training
+    oof = np.load(tmp_path / "oof.npz")
+    folds = pd.read_csv(tmp_path / "folds.csv")
+    assert sorted(oof["image_ids"]) == sorted(folds.loc[folds["fold"] == 1, "ImageId"])
+    assert oof["cls_probs"].shape == (len(oof["image_ids"]), 4) and oof["cls_probs"].dtype == np.float32
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert {"epoch", "lr", "train_loss", "val_loss", "score", "f1_3", "acc_1"} <= set(metrics.columns)
+
+
+def test_a_bad_training_image_fails_at_start_up_with_its_name(tmp_path):
+    data = synthetic.make(tmp_path / "data", synthetic.SynthConfig(n_train=12, n_test=2, height=64, width=320))
+    named = pd.read_csv(data / "train.csv")["ImageId"].unique()  # images train.csv names must exist
+    victims = [data / "train_images" / name for name in named[:2]]
+    victims[0].write_bytes(b"garbage")
+    victims[1].unlink()
+    with pytest.raises(ValueError, match="2 of 12 training images") as info:
+        train.train(_tiny("seg-tiny", epochs=1, n_folds=3), data, tmp_path / "out", device="cpu")
+    assert victims[0].name in str(info.value) and victims[1].name in str(info.value)
+    assert not (tmp_path / "out" / "last.pt").exists()
+
+
+def test_pseudo_label_rows_join_the_training_set(mini, tmp_path):
+    test_ids = sorted(p.name for p in (mini / "test_images").iterdir())[:2]
+    rows = [(image, c, "1 5" if c == 3 else "", 1, "m") for image in test_ids for c in (1, 2, 3, 4)]
+    pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels", "round", "models"]).to_csv(
+        tmp_path / "pseudo.csv", index=False)
+    recipe = _tiny("seg-tiny", n_folds=3, pseudo_labels=tmp_path / "pseudo.csv")
+    train_rows, valid_rows, _ = train.training_rows(recipe, mini, tmp_path, (64, 320))
+    pseudo = [s for s in train_rows if s.pseudo]
+    assert [s.image_path.name for s in pseudo] == test_ids
+    assert all(s.image_path.parent.name == "test_images" and s.rles == ("", "", "1 5", "") for s in pseudo)
+    assert not any(s.pseudo for s in valid_rows)
+
+
+def test_the_segmenter_learns(tmp_path):
+    data = synthetic.make(tmp_path / "data", synthetic.SynthConfig(n_train=48, n_test=8, height=128, width=512,
+                                                                   seed=5))
+    recipe = _tiny("seg-tiny", epochs=15, n_folds=4, batch_size=4, effective_batch=4)
+    result = train.train(recipe, data, tmp_path / "out", device="cpu")
+    history = pd.DataFrame(result["history"])
+    folds = pd.read_csv(tmp_path / "out" / "folds.csv")
+    from steelkit.competition import presence, read_labels
+
+    table = read_labels(data / "train.csv", data / "train_images").set_index("ImageId")
+    valid = table.loc[folds.loc[folds["fold"] == 0, "ImageId"]].reset_index()
+    all_empty = float((~presence(valid)).mean())  # the Dice of predicting nothing anywhere
+    assert result["best_score"] > all_empty + 0.03, (result["best_score"], all_empty)
+    assert history["train_loss"].iloc[-3:].mean() < 0.5 * history["train_loss"].iloc[0]
+    oof = np.load(tmp_path / "out" / "oof.npz")
+    assert oof["seg_probs"].dtype == np.uint8 and oof["seg_probs"].shape == (len(valid), 4, 128, 512)
