@@ -1,13 +1,20 @@
-"""Pseudo labels: confident test predictions that join the next round's training set."""
+"""Pseudo labels: confident test predictions that join the next round's training set.
+
+A pseudo-label CSV has four rows per chosen test image: ``ImageId, ClassId, EncodedPixels, round,
+models`` (``models``: the checkpoints that made it, ``;``-separated). Rounds chain: round 2's labels come
+from models trained with round 1's (``--set pseudo_labels=round1.csv``).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from steelkit.competition import RLE_COLUMNS
+from steelkit import atomic
+from steelkit.competition import CLASSES, RLE_COLUMNS
 
 PSEUDO_COLUMNS = ("ImageId", "ClassId", "EncodedPixels", "round", "models")
 
@@ -25,3 +32,23 @@ def read_pseudo_labels(path: str | os.PathLike) -> pd.DataFrame:
     table = table.reindex(columns=["1", "2", "3", "4"], fill_value="").fillna("")
     table.columns = list(RLE_COLUMNS)
     return table.reset_index()
+
+
+def choose(cls_probs: np.ndarray, seg_present: np.ndarray, high: float = 0.95, low: float = 0.05) -> bool:
+    """The seed's rule for one image: every class probability of the classifier ensemble is above
+    ``high`` or below ``low``, and the post-processed segmentation (without the classifier's gating)
+    agrees with it class by class: a mask where the classifier is sure of a defect, none where it is
+    sure there is none. (4,) float32 probabilities and (4,) bool -> chosen or not."""
+    cls_probs, seg_present = np.asarray(cls_probs), np.asarray(seg_present, dtype=bool)
+    confident = (cls_probs > high) | (cls_probs < low)
+    return bool(confident.all() and ((cls_probs > high) == seg_present).all())
+
+
+def pseudo_rows(image_id: str, rles, round_number: int, models: str) -> list[tuple]:
+    """The four rows of one chosen image."""
+    return [(image_id, class_id, rle, round_number, models) for class_id, rle in zip(CLASSES, rles)]
+
+
+def write_pseudo_labels(rows: list[tuple], path: str | os.PathLike) -> Path:
+    """Write pseudo-label rows (ImageId, ClassId, EncodedPixels, round, models) atomically."""
+    return atomic.write_csv(pd.DataFrame(rows, columns=list(PSEUDO_COLUMNS)), path)

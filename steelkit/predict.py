@@ -1,0 +1,139 @@
+"""Prediction: classifier and segmenter ensembles with TTA, streamed over the test images.
+
+For each batch: the segmenters' TTA-averaged probabilities (N, 4, H, W) and the classifiers' (N, 4),
+post-processing per image, RLE, then the batch is dropped: memory does not grow with the test set.
+An unreadable test image gets empty predictions and a warning that names it; the run goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from steelkit import atomic, checkpoint, pseudo, submission, tta
+from steelkit import rle as rle_lib
+from steelkit.augment import eval_transform
+from steelkit.competition import RLE_COLUMNS, image_shape, read_table
+from steelkit.datasets import TestImages
+from steelkit.models import pad_to_multiple
+from steelkit.postprocess import PostprocessConfig, postprocess
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Everything ``predict`` needs besides the models; saved as JSON beside every submission."""
+
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    tta: tuple[str, ...] = ("none", "hflip", "vflip")
+    batch_size: int = 8
+    num_workers: int = 2
+    amp: bool = True  # on CUDA only
+    pseudo_high: float = 0.95
+    pseudo_low: float = 0.05
+
+    def __post_init__(self):
+        tta.check_modes(self.tta)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return atomic.write_text(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> InferenceConfig:
+        values = json.loads(Path(path).read_text())
+        values["postprocess"] = PostprocessConfig(**{k: tuple(v) for k, v in values.get("postprocess", {}).items()})
+        if "tta" in values:
+            values["tta"] = tuple(values["tta"])
+        return cls(**values)
+
+
+class Ensemble:
+    """The models of one stage, all loaded from checkpoints (each carries its recipe)."""
+
+    def __init__(self, checkpoints: list[Path], device: torch.device, stage: str):
+        self.paths, self.spatial = list(checkpoints), stage == "segmenter"
+        self.models = []
+        for path in self.paths:
+            model, recipe = checkpoint.load_model(path, device)
+            if recipe.stage != stage:
+                raise ValueError(f"{path} is a {recipe.stage}, given as a {stage}")
+            self.models.append(model)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, modes, amp: bool) -> torch.Tensor:
+        with torch.autocast(images.device.type, enabled=amp and images.device.type == "cuda"):
+            total = sum(tta.predict(model, images, modes, spatial=self.spatial) for model in self.models)
+        return total / len(self.models)
+
+    def names(self) -> list[str]:
+        return [f"{p.parent.name}/{p.name}" for p in self.paths]
+
+
+def test_image_ids(data_dir: Path) -> list[str]:
+    """The test images to predict, in the order of ``sample_submission.csv``."""
+    return read_table(data_dir / "sample_submission.csv")[0]["ImageId"].tolist()
+
+
+def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: list[Path], out_csv: str | os.PathLike,
+            config: InferenceConfig = InferenceConfig(), pseudo_out: str | os.PathLike | None = None,
+            pseudo_round: int = 1, device: str | None = None) -> dict:
+    """Predict the test set of ``data_dir`` and write ``out_csv`` (and the pseudo labels); return a summary."""
+    data_dir = Path(data_dir)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    shape = image_shape(data_dir / "test_images")
+    image_ids = test_image_ids(data_dir)
+    segment = Ensemble(segmenters, device, "segmenter")
+    classify = Ensemble(classifiers, device, "classifier") if classifiers else None
+    post = config.postprocess.for_shape(shape)
+    label_thresholds = np.array(post.label_thresholds, dtype=np.float32)
+    models = ";".join((classify.names() if classify else []) + segment.names())
+
+    dataset = TestImages([data_dir / "test_images" / i for i in image_ids], shape, eval_transform())
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers,
+                        pin_memory=device.type == "cuda")
+    rows, pseudo_rows, failed = [], [], []
+    for batch in tqdm(loader, desc="predict", unit="batch"):
+        images, (height, width) = pad_to_multiple(batch["image"].to(device, non_blocking=True))
+        seg_probs = segment(images, config.tta, config.amp)[..., :height, :width].cpu().numpy()
+        cls_probs = (classify(images, config.tta, config.amp).cpu().numpy() if classify
+                     else np.ones((len(images), 4), dtype=np.float32))
+        for j, index in enumerate(batch["index"].tolist()):
+            image_id = image_ids[index]
+            if not batch["ok"][j]:
+                warnings.warn(f"{batch['error'][j]}; writing empty predictions for {image_id}", stacklevel=2)
+                failed.append(image_id)
+                rows.append((image_id, "", "", "", ""))
+                continue
+            # post-processed segmentation alone, then the classifier's gating
+            seg_masks = postprocess(seg_probs[j], np.ones(4, dtype=np.float32), post)
+            masks = seg_masks * (cls_probs[j] >= label_thresholds)[:, None, None].astype(np.uint8)
+            rles = [rle_lib.encode(m) for m in masks]
+            rows.append((image_id, *rles))
+            if pseudo_out is not None and classify and pseudo.choose(
+                    cls_probs[j], seg_masks.any(axis=(1, 2)), config.pseudo_high, config.pseudo_low):
+                pseudo_rows += pseudo.pseudo_rows(image_id, rles, pseudo_round, models)
+    table = pd.DataFrame(rows, columns=["ImageId", *RLE_COLUMNS])
+    out_csv = submission.write(table, data_dir / "sample_submission.csv", out_csv, shape)
+    config.save(Path(out_csv).with_suffix(".inference.json"))
+    summary = {"submission": out_csv, "images": len(image_ids), "failed": failed, "table": table, "shape": shape}
+    if pseudo_out is not None:
+        if not classify:
+            raise ValueError("pseudo labels need a classifier ensemble (the seed's rule reads its probabilities)")
+        summary["pseudo"] = pseudo.write_pseudo_labels(pseudo_rows, pseudo_out)
+        summary["pseudo_images"] = len(pseudo_rows) // 4
+    return summary
