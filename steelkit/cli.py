@@ -91,6 +91,65 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _report_against_truth(table, truth_path: Path, data: Path, shape, overlays_dir: Path | None) -> None:
+    from steelkit import metric, overlay
+    from steelkit.competition import read_table
+
+    truth, _, _ = read_table(truth_path)
+    scores = metric.dice_tables(truth, table, shape)[[1, 2, 3, 4]].to_numpy()
+    empty = metric.dice_tables(truth, table.assign(rle_1="", rle_2="", rle_3="", rle_4=""), shape)
+    print(metric.format_report(metric.summarize(scores), metric.summarize(empty[[1, 2, 3, 4]].to_numpy())))
+    if overlays_dir is not None:
+        written = overlay.write_overlays(data / "test_images", table, truth, overlays_dir, shape)
+        print(f"{len(written)} overlay pictures in {overlays_dir}")
+
+
+def cmd_predict(args) -> int:
+    from steelkit import checkpoint, predict
+
+    config = predict.InferenceConfig.load(args.config) if args.config else predict.InferenceConfig()
+    if args.tta:
+        config = predict.InferenceConfig(**{**config.__dict__, "tta": tuple(args.tta.split(","))})
+    result = predict.predict(args.data, checkpoint.find_checkpoints(args.classifiers or []),
+                             checkpoint.find_checkpoints(args.segmenters), args.out, config,
+                             pseudo_out=args.pseudo_out, pseudo_round=args.round, device=args.device)
+    print(f"wrote {result['submission']}: {result['images']} test images"
+          + (f", {len(result['failed'])} unreadable (empty predictions): {', '.join(result['failed'])}"
+             if result["failed"] else ""))
+    if args.pseudo_out:
+        print(f"wrote {result['pseudo']}: {result['pseudo_images']} pseudo-labelled images (round {args.round})")
+    data = Path(args.data)
+    truth = Path(args.truth) if args.truth else data / "test_truth.csv"
+    if truth.is_file():
+        _report_against_truth(result["table"], truth, data, result["shape"],
+                              Path(args.overlays) if args.overlays else Path(args.out).parent / "overlays")
+    return 0
+
+
+def cmd_thresholds(args) -> int:
+    from steelkit import predict, thresholds
+
+    base = predict.InferenceConfig.load(args.config) if args.config else predict.InferenceConfig()
+    result = thresholds.search(args.classifiers or [], args.segmenters, args.data, base.postprocess)
+    print(thresholds.format_report(result))
+    out = predict.InferenceConfig(**{**base.__dict__, "postprocess": result["config"]}).save(args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_pseudo(args) -> int:
+    from steelkit import checkpoint, predict
+
+    config = predict.InferenceConfig.load(args.config) if args.config else predict.InferenceConfig()
+    out = Path(args.out)
+    result = predict.predict(args.data, checkpoint.find_checkpoints(args.classifiers),
+                             checkpoint.find_checkpoints(args.segmenters), out.with_name(out.stem + ".submission.csv"),
+                             config, pseudo_out=out, pseudo_round=args.round, device=args.device)
+    print(f"wrote {result['pseudo']}: {result['pseudo_images']} of {result['images']} test images chosen "
+          f"(round {args.round})")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from steelkit import metric, submission, synthetic
     from steelkit.competition import read_table
@@ -151,6 +210,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs-now", type=int, help="stop after this many epochs in this call (resume later)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("predict", help="ensemble + TTA prediction, post-processing, submission.csv")
+    p.add_argument("--data", required=True, help="competition folder (test_images/, sample_submission.csv)")
+    p.add_argument("--classifiers", nargs="*", help="training outputs (folders holding best.pt) or checkpoints")
+    p.add_argument("--segmenters", nargs="+", required=True)
+    p.add_argument("--out", default="submission.csv")
+    p.add_argument("--config", help="inference.json (post-processing, TTA); default: the seed's numbers")
+    p.add_argument("--tta", help="comma-separated TTA modes: none,hflip,vflip")
+    p.add_argument("--pseudo-out", help="also write pseudo labels here (the seed's rule)")
+    p.add_argument("--round", type=int, default=1, help="pseudo-label round number")
+    p.add_argument("--truth", help="score against this truth (default DATA/test_truth.csv if present)")
+    p.add_argument("--overlays", help="folder for overlay pictures (default: beside --out)")
+    p.add_argument("--device")
+    p.set_defaults(run=cmd_predict)
+
+    p = sub.add_parser("thresholds", help="tune post-processing on out-of-fold probabilities")
+    p.add_argument("--data", required=True, help="competition folder (train.csv for the truth)")
+    p.add_argument("--classifiers", nargs="*", help="classifier training outputs (oof.npz)")
+    p.add_argument("--segmenters", nargs="+", required=True, help="segmenter training outputs (oof.npz)")
+    p.add_argument("--config", help="inference.json to start from (its TTA and batch settings are kept)")
+    p.add_argument("--out", default="inference.json")
+    p.set_defaults(run=cmd_thresholds)
+
+    p = sub.add_parser("pseudo", help="pseudo labels of the test images (the seed's rule)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--classifiers", nargs="+", required=True)
+    p.add_argument("--segmenters", nargs="+", required=True)
+    p.add_argument("--config")
+    p.add_argument("--round", type=int, default=1)
+    p.add_argument("--out", default="pseudo.csv")
+    p.add_argument("--device")
+    p.set_defaults(run=cmd_pseudo)
 
     p = sub.add_parser("demo", help="the offline rehearsal on a synthetic mini-competition")
     p.add_argument("--out", default="demo-output")
