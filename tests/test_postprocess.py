@@ -1,0 +1,78 @@
+import cv2
+import numpy as np
+import pytest
+
+from steelkit.postprocess import PostprocessConfig, clean_mask, postprocess
+
+
+def reference(seg_probs, cls_probs, config):
+    """The straightforward version: threshold, connected components, a loop over components."""
+    out = np.zeros(seg_probs.shape, dtype=np.uint8)
+    for k in range(4):
+        if cls_probs[k] < config.label_thresholds[k]:
+            continue
+        mask = (seg_probs[k] > config.pixel_thresholds[k]).astype(np.uint8)
+        count, labels = cv2.connectedComponents(mask, connectivity=8)
+        for c in range(1, count):
+            component = labels == c
+            if component.sum() >= config.min_component_px[k]:
+                out[k][component] = 1
+        if out[k].sum() < config.min_total_px[k]:
+            out[k] = 0
+    return out
+
+
+def noisy_probs(rng, shape=(4, 64, 200)):
+    probs = cv2.GaussianBlur(rng.random(shape[1:] + (4,)).astype(np.float32), (0, 0), 3).transpose(2, 0, 1)
+    probs = (probs - probs.min()) / (probs.max() - probs.min())
+    return np.ascontiguousarray(probs, dtype=np.float32)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_matches_the_reference_on_random_maps(seed):
+    rng = np.random.default_rng(seed)
+    probs = noisy_probs(rng)
+    config = PostprocessConfig(label_thresholds=tuple(rng.uniform(0.2, 0.8, 4).round(2)),
+                               pixel_thresholds=tuple(rng.uniform(0.4, 0.7, 4).round(2)),
+                               min_component_px=tuple(int(v) for v in rng.integers(0, 60, 4)),
+                               min_total_px=tuple(int(v) for v in rng.integers(0, 400, 4)))
+    cls = rng.random(4).astype(np.float32)
+    np.testing.assert_array_equal(postprocess(probs, cls, config), reference(probs, cls, config))
+
+
+def test_edge_cases():
+    config = PostprocessConfig()
+    zeros, ones = np.zeros((4, 256, 1600), np.float32), np.ones((4, 256, 1600), np.float32)
+    sure = np.ones(4, np.float32)
+    assert postprocess(zeros, sure, config).sum() == 0
+    assert (postprocess(ones, sure, config) == 1).all()
+    assert postprocess(ones, np.array([0.69, 0.7, 0.59, 0.6], np.float32), config).any(axis=(1, 2)).tolist() == \
+        [False, True, False, True]  # the label threshold is inclusive
+    at_threshold = np.full((4, 256, 1600), 0.55, np.float32)
+    assert postprocess(at_threshold, sure, config).sum() == 0  # pixels strictly above 0.55
+
+
+def test_components_and_total_area_in_the_seed_order():
+    probs = np.zeros((4, 256, 1600), np.float32)
+    probs[0, 10:20, 10:24] = 0.9  # 140 px: under the 150 px component minimum
+    probs[0, 100:120, 100:130] = 0.9  # 600 px: stays, and reaches class 1's 600 px total
+    probs[3, 100:140, 100:140] = 0.9  # 1600 px: under class 4's 2000 px total
+    out = postprocess(probs, np.ones(4, np.float32), PostprocessConfig())
+    assert out[0].sum() == 600 and out[0, 10:20, 10:24].sum() == 0
+    assert out[3].sum() == 0
+    diagonal = np.zeros((8, 8), np.float32)
+    diagonal[np.arange(8), np.arange(8)] = 1
+    assert clean_mask(diagonal, 0.5, 8, 0).sum() == 8, "8-connected: a diagonal line is one component"
+
+
+def test_areas_scale_with_the_image():
+    small = PostprocessConfig().for_shape((128, 800))
+    assert small.min_total_px == (150, 150, 225, 500) and small.min_component_px == (38, 38, 38, 38)
+    assert PostprocessConfig().for_shape((256, 1600)) == PostprocessConfig()
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="four values"):
+        PostprocessConfig(label_thresholds=(0.5,))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        PostprocessConfig(pixel_thresholds=(0.5, 0.5, 1.5, 0.5))

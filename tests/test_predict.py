@@ -1,0 +1,66 @@
+"""Prediction end to end on a tiny synthetic competition, with tiny models trained for one epoch."""
+
+import shutil
+import warnings
+
+import pandas as pd
+import pytest
+
+from steelkit import checkpoint, submission, train
+from steelkit.competition import read_table
+from steelkit.postprocess import PostprocessConfig
+from steelkit.predict import InferenceConfig, predict
+from steelkit.recipe import override, preset
+
+
+@pytest.fixture(scope="session")
+def trained(mini, tmp_path_factory):
+    """One-epoch tiny classifier and segmenter on the mini competition."""
+    out = tmp_path_factory.mktemp("trained")
+    for name in ("cls-tiny", "seg-tiny"):
+        train.train(override(preset(name), ["epochs=1", "n_folds=3"]), mini, out / name, device="cpu")
+    return out
+
+
+def test_predict_writes_a_valid_submission_and_pseudo_labels(mini, trained, tmp_path):
+    config = InferenceConfig(num_workers=0, batch_size=3, pseudo_high=0.5, pseudo_low=0.5,
+                             postprocess=PostprocessConfig(label_thresholds=(0.0,) * 4, pixel_thresholds=(0.3,) * 4))
+    result = predict(mini, checkpoint.find_checkpoints([trained / "cls-tiny"]),
+                     checkpoint.find_checkpoints([trained / "seg-tiny"]), tmp_path / "submission.csv", config,
+                     pseudo_out=tmp_path / "pseudo.csv", pseudo_round=2, device="cpu")
+    assert submission.validate(tmp_path / "submission.csv", mini / "sample_submission.csv", (64, 320)) == 32
+    assert InferenceConfig.load(tmp_path / "submission.inference.json") == config
+    pseudo = pd.read_csv(tmp_path / "pseudo.csv", keep_default_na=False)
+    assert len(pseudo) == 4 * result["pseudo_images"] and set(pseudo["round"]) <= {2}
+    assert all(m == "cls-tiny/best.pt;seg-tiny/best.pt" for m in pseudo["models"])
+
+
+def test_an_unreadable_test_image_gets_empty_predictions_and_a_warning(mini, trained, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(mini, data)
+    victim = sorted((data / "test_images").iterdir())[2]
+    victim.write_bytes(b"\xff\xd8 truncated")
+    config = InferenceConfig(num_workers=0, tta=("none",),
+                             postprocess=PostprocessConfig(label_thresholds=(0.0,) * 4, pixel_thresholds=(0.0,) * 4,
+                                                           min_component_px=(0,) * 4, min_total_px=(0,) * 4))
+    with pytest.warns(UserWarning, match=victim.name):
+        result = predict(data, [], checkpoint.find_checkpoints([trained / "seg-tiny"]), tmp_path / "s.csv", config,
+                         device="cpu")
+    assert result["failed"] == [victim.name]
+    table = read_table(tmp_path / "s.csv")[0].set_index("ImageId")
+    assert (table.loc[victim.name] == "").all()
+    assert (table.drop(index=victim.name) != "").all().all(), "pixel threshold 0: every other pair has a mask"
+    submission.validate(tmp_path / "s.csv", data / "sample_submission.csv", (64, 320))
+
+
+def test_wrong_stage_and_config_errors(mini, trained, tmp_path):
+    with pytest.raises(ValueError, match="is a classifier, given as a segmenter"):
+        predict(mini, [], checkpoint.find_checkpoints([trained / "cls-tiny"]), tmp_path / "s.csv",
+                InferenceConfig(num_workers=0), device="cpu")
+    with pytest.raises(ValueError, match="TTA modes"):
+        InferenceConfig(tta=("rot90",))
+    with pytest.raises(FileNotFoundError, match="no best.pt"):
+        checkpoint.find_checkpoints([tmp_path])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert InferenceConfig().postprocess == PostprocessConfig()
