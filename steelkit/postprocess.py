@@ -48,15 +48,18 @@ class PostprocessConfig:
 
 def clean_mask(probs: np.ndarray, pixel_threshold: float, min_component_px: int, min_total_px: int) -> np.ndarray:
     """Steps 2-4 for one class: (H, W) float32 probabilities -> (H, W) uint8 mask."""
-    mask = cv2.threshold(np.ascontiguousarray(probs, dtype=np.float32), pixel_threshold, 1, cv2.THRESH_BINARY)[1]
-    mask = mask.astype(np.uint8)
+    mask = (probs > pixel_threshold).view(np.uint8)
     if min_component_px > 1 and mask.any():
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        keep = stats[:, cv2.CC_STAT_AREA] >= min_component_px
-        keep[0] = False  # the background
-        mask = keep.astype(np.uint8)[labels]
+        keep = (stats[:, cv2.CC_STAT_AREA] >= min_component_px).astype(np.uint8)
+        keep[0] = 0  # the background
+        if not keep[1:].all():
+            if count <= 256:  # labels fit a byte: cv2's table lookup, several times faster than numpy's
+                mask = cv2.LUT(labels.astype(np.uint8), np.pad(keep, (0, 256 - count)))
+            else:
+                mask = keep.take(labels)
     if int(np.count_nonzero(mask)) < min_total_px:
-        mask[:] = 0
+        mask = np.zeros_like(mask)
     return mask
 
 

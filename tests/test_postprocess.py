@@ -76,3 +76,14 @@ def test_config_is_checked():
         PostprocessConfig(label_thresholds=(0.5,))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         PostprocessConfig(pixel_thresholds=(0.5, 0.5, 1.5, 0.5))
+
+
+def test_many_components_take_the_other_lookup():
+    rng = np.random.default_rng(9)
+    probs = np.zeros((4, 128, 400), np.float32)
+    probs[:, ::4, ::4] = 0.9  # 3200 isolated pixels per class: more labels than a byte holds
+    probs[:, 40:60, 100:140] = rng.uniform(0.6, 1.0, (4, 20, 40))
+    config = PostprocessConfig(label_thresholds=(0.0,) * 4, min_component_px=(2, 2, 2, 2), min_total_px=(0,) * 4)
+    out = postprocess(probs, np.ones(4, np.float32), config)
+    np.testing.assert_array_equal(out, reference(probs, np.ones(4, np.float32), config))
+    assert out[:, :, :90].sum() == 0 and (out[:, 40:60, 100:140] == 1).all()  # specks gone, the block kept
