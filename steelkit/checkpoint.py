@@ -76,3 +76,13 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def split_by_stage(paths) -> dict[str, list[Path]]:
+    """Checkpoints sorted into classifiers and segmenters by the recipe.json beside each (else inside it)."""
+    found: dict[str, list[Path]] = {"classifier": [], "segmenter": []}
+    for path in map(Path, paths):
+        beside = path.parent / "recipe.json"
+        recipe = Recipe.load(beside) if beside.is_file() else Recipe.from_dict(load_state(path)["recipe"])
+        found[recipe.stage].append(path)
+    return found

@@ -1,0 +1,65 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # steelkit: submission
+# Classifier and segmenter ensembles with TTA over the test images, the seed's post-processing (tuned on
+# the attached out-of-fold probabilities when they are there), `submission.csv` in the sample's schema,
+# validated, and optionally the next round's pseudo labels. Every checkpoint found under the inputs is
+# used; each carries the recipe that rebuilds it without downloading anything.
+
+# %% tags=["parameters"]
+MODELS = []  # input folders to take checkpoints from; [] = every attached input
+INFERENCE_CONFIG = ""  # an inference.json under the inputs; "" = tune on out-of-fold files, else the seed's numbers
+TUNE_THRESHOLDS = True  # search thresholds on the attached out-of-fold probabilities
+TTA = ["none", "hflip", "vflip"]
+BATCH_SIZE = 8
+PSEUDO_ROUND = 0  # > 0: also write pseudo.csv for that round (the seed's rule)
+PICTURES = 8  # overlay pictures of predictions to write
+
+# %% tags=["steelkit"]
+# build_kernel.py inlines the steelkit package here
+
+# %%
+import dataclasses
+
+from steelkit import checkpoint, overlay, paths, predict, thresholds
+
+data_dir = paths.find_data_dir()
+working = paths.working_dir()
+roots = [paths.input_dir() / m for m in MODELS] or [p for p in paths.input_dir().iterdir()
+                                                      if p.is_dir() and p != data_dir]
+found = checkpoint.split_by_stage(checkpoint.find_checkpoints(r for r in roots if any(r.rglob("best.pt"))))
+print(f"{len(found['classifier'])} classifiers, {len(found['segmenter'])} segmenters:")
+for path in found["classifier"] + found["segmenter"]:
+    print("  ", path.relative_to(paths.input_dir()))
+
+# %%
+config = predict.InferenceConfig(tta=tuple(TTA), batch_size=BATCH_SIZE)
+if INFERENCE_CONFIG:
+    config = predict.InferenceConfig.load(paths.input_dir() / INFERENCE_CONFIG)
+elif TUNE_THRESHOLDS and all((p.parent / "oof.npz").is_file() for p in found["segmenter"]):
+    search = thresholds.search([p.parent for p in found["classifier"]], [p.parent for p in found["segmenter"]],
+                               data_dir)
+    print(thresholds.format_report(search))
+    config = dataclasses.replace(config, postprocess=search["config"])
+print(config.to_json())
+
+# %%
+result = predict.predict(data_dir, found["classifier"], found["segmenter"], working / "submission.csv", config,
+                         pseudo_out=working / "pseudo.csv" if PSEUDO_ROUND else None, pseudo_round=PSEUDO_ROUND)
+print(f"submission.csv: {result['images']} images, {len(result['failed'])} unreadable {result['failed']}")
+if PSEUDO_ROUND:
+    print(f"pseudo.csv: {result['pseudo_images']} images chosen for round {PSEUDO_ROUND}")
+table = result["table"]
+(table.iloc[:, 1:] != "").mean().rename("share of images with a mask").to_frame()
+
+# %%
+pictures = overlay.write_overlays(data_dir / "test_images", table, None, working / "overlays",
+                                  result["shape"], limit=PICTURES)
+print(f"{len(pictures)} pictures in {working / 'overlays'}")
