@@ -13,7 +13,7 @@ $(STAMP): requirements.txt
 	cp requirements.txt $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m steelkit demo --out demo-output
+	$(BIN)/python build_kernel.py --demo --out demo-output
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -23,4 +23,3 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check steelkit tests build_kernel.py
-	$(BIN)/ruff format --check steelkit tests build_kernel.py

@@ -1,9 +1,9 @@
 """Build steelkit's Kaggle notebooks, rehearse them offline, stage model datasets.
 
-    python build_kernel.py [--user USER] [--out DIR] [KERNEL ...]       build <out>/<slug>/ for `kaggle kernels push -p`
-    python build_kernel.py --run KERNEL --input DIR                     build, then execute offline (DIR plays /kaggle/input)
-    python build_kernel.py --stage-models OUT --from DIR [DIR ...]      a model dataset for `kaggle datasets create -p OUT`
-    python build_kernel.py --demo [--out DIR]                           the whole chain on a synthetic competition
+    python build_kernel.py [--user USER] [--out DIR] [KERNEL ...]   build <out>/<slug>/ for `kaggle kernels push -p`
+    python build_kernel.py --run KERNEL --input DIR                 build, then run offline (DIR plays /kaggle/input)
+    python build_kernel.py --stage-models OUT --from DIR [DIR ...]  a model dataset for `kaggle datasets create -p OUT`
+    python build_kernel.py --demo [--out DIR]                       the whole chain on a synthetic competition
 
 Kernels and their settings are in kernels/kernels.json; their sources are jupytext percent files in kernels/.
 
@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -103,9 +102,8 @@ def build_notebook(kernel: dict) -> nbformat.NotebookNode:
     out = nbformat.v4.new_notebook(cells=cells)
     out.metadata["kernelspec"] = dict(KERNELSPEC)  # papermill, Kaggle's runner, needs a kernel name
     out.metadata["language_info"] = dict(LANGUAGE_INFO)
-    for cell in out.cells:
-        cell.pop("id", None)
-    out = nbformat.validator.normalize(out)[1] if hasattr(nbformat.validator, "normalize") else out
+    for number, cell in enumerate(out.cells):
+        cell["id"] = f"cell-{number}"  # stable ids: rebuilding an unchanged kernel gives the same file
     nbformat.validate(out)
     return out
 
@@ -201,8 +199,8 @@ def run(folder: Path, input_dir: Path, working: Path | None = None, timeout: int
     with tempfile.TemporaryDirectory() as blocker:
         Path(blocker, "sitecustomize.py").write_text(NO_NETWORK)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STEELKIT_", "PYTHONPATH"))}
-        env.update(PYTHONPATH=blocker, STEELKIT_INPUT=str(input_dir.resolve()), STEELKIT_WORKING=str(working.resolve()),
-                   PYTHONUNBUFFERED="1")
+        env.update(PYTHONPATH=blocker, STEELKIT_INPUT=str(input_dir.resolve()),
+                   STEELKIT_WORKING=str(working.resolve()), PYTHONUNBUFFERED="1")
         start = time.time()
         client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(working)}})
@@ -233,10 +231,53 @@ def stage_models(out: Path, sources: list[Path], user: str, inference_config: Pa
     return out
 
 
+DEMO_CHAIN = ["steelkit-demo-train-classifier", "steelkit-demo-train-segmenter", "steelkit-demo-submission",
+              "steelkit-demo-train-classifier-round-2", "steelkit-demo-train-segmenter-round-2",
+              "steelkit-demo-submission-round-2"]
+
+
+def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int] = (128, 800)) -> int:
+    """The offline rehearsal: a synthetic competition, then every demo kernel built and executed in turn as
+    Kaggle would (each one's outputs attached to the next under its slug), then the score."""
+    sys.path.insert(0, str(ROOT))
+    from steelkit import metric, overlay, paths, synthetic
+    from steelkit.competition import read_table
+
+    out = out.resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.time()
+    inputs = out / "input"
+    data = synthetic.make(inputs / paths.COMPETITION_SLUG, synthetic.SynthConfig(
+        n_train=n_train, n_test=n_test, height=shape[0], width=shape[1]))
+    print(f"[0/{len(DEMO_CHAIN)}] synthetic competition: {n_train} train, {n_test} test images of "
+          f"{shape[0]}x{shape[1]} in {data}", flush=True)
+    settings = load_settings()
+    for number, slug in enumerate(DEMO_CHAIN, start=1):
+        print(f"[{number}/{len(DEMO_CHAIN)}] {slug}: building and running offline ...", flush=True)
+        result = run(build(find_kernel(settings, slug), settings, "steelkit-demo", out / "build"), inputs)
+        shutil.copytree(result["working"], inputs / slug)  # Kaggle attaches a notebook's outputs under its slug
+        print(f"      done in {result['seconds']:.0f} s (executed notebook: {result['notebook']})", flush=True)
+
+    truth, _, _ = read_table(data / "test_truth.csv")
+    empty = metric.summarize(metric.dice_tables(truth, truth.assign(rle_1="", rle_2="", rle_3="", rle_4=""),
+                                                shape)[[1, 2, 3, 4]].to_numpy())
+    for label, slug in (("round 1 (no pseudo labels)", DEMO_CHAIN[2]), ("round 2 (with pseudo labels)", DEMO_CHAIN[5])):
+        table, _, _ = read_table(inputs / slug / "submission.csv")
+        scores = metric.summarize(metric.dice_tables(truth, table, shape)[[1, 2, 3, 4]].to_numpy())
+        print(f"\n== {label}: {inputs / slug / 'submission.csv'}")
+        print(metric.format_report(scores, empty))
+    shutil.copy2(inputs / DEMO_CHAIN[5] / "submission.csv", out / "submission.csv")
+    pictures = overlay.write_overlays(data / "test_images", table, truth, out / "overlays", shape)
+    print(f"\nsubmission.csv: {out / 'submission.csv'}; {len(pictures)} overlay pictures (truth thick, "
+          f"prediction thin) in {out / 'overlays'}; {time.time() - started:.0f} s in all")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kernels", nargs="*", help="slugs or titles (default: all)")
-    parser.add_argument("--user", default=os.environ.get("KAGGLE_USERNAME", ""), help="Kaggle user (or KAGGLE_USERNAME)")
+    parser.add_argument("--user", default=os.environ.get("KAGGLE_USERNAME", ""),
+                        help="Kaggle user (default $KAGGLE_USERNAME)")
     parser.add_argument("--out", type=Path, default=ROOT / "build")
     parser.add_argument("--run", metavar="KERNEL", help="build and execute this kernel offline")
     parser.add_argument("--input", type=Path, help="with --run: the folder that plays /kaggle/input")
@@ -246,8 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true", help="the offline rehearsal on a synthetic competition")
     args = parser.parse_args(argv)
     if args.demo:
-        from rehearsal import demo
-
         return demo(args.out if args.out != ROOT / "build" else ROOT / "demo-output")
     user = args.user or "steelkit-user"
     if not args.user and not args.run:

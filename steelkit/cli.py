@@ -150,23 +150,6 @@ def cmd_pseudo(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from steelkit import metric, submission, synthetic
-    from steelkit.competition import read_table
-
-    out = Path(args.out)
-    data = synthetic.make(out / "data", synthetic.SynthConfig(n_train=args.train, n_test=args.test, seed=args.seed,
-                                                             height=args.shape[0], width=args.shape[1]))
-    truth, _, _ = read_table(data / "test_truth.csv")
-    empty = truth.assign(**{c: "" for c in truth.columns if c != "ImageId"})
-    for name, table in (("all-empty", empty), ("perfect", truth)):
-        path = submission.write(table, data / "sample_submission.csv", out / f"submission-{name}.csv", args.shape)
-        scores = metric.dice_tables(truth, read_table(path)[0], args.shape)
-        print(f"== {name}: {path}")
-        print(metric.format_report(metric.summarize(scores[[1, 2, 3, 4]].to_numpy())))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m steelkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -243,13 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.set_defaults(run=cmd_pseudo)
 
-    p = sub.add_parser("demo", help="the offline rehearsal on a synthetic mini-competition")
-    p.add_argument("--out", default="demo-output")
-    p.add_argument("--train", type=int, default=60)
-    p.add_argument("--test", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shape", type=_shape, default=(128, 800))
-    p.set_defaults(run=cmd_demo)
     return parser
 
 

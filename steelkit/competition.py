@@ -51,7 +51,8 @@ def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, str, list[str]]:
     else:
         image_ids = frame["ImageId"].to_numpy(dtype=object)
         class_ids = _parse_class_ids(frame["ClassId"], path, allowed=(0, *CLASSES))
-    return _canonical(path, image_ids, class_ids, frame["EncodedPixels"].to_numpy(dtype=object)), schema, list(frame.columns)
+    rles = frame["EncodedPixels"].to_numpy(dtype=object)
+    return _canonical(path, image_ids, class_ids, rles), schema, list(frame.columns)
 
 
 def _split_wide_keys(frame: pd.DataFrame, path: Path) -> tuple[np.ndarray, np.ndarray]:

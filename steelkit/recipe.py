@@ -128,7 +128,7 @@ PRESETS: dict[str, Recipe] = {
                                           "effective_batch": 8, "blackout": 0.25, "brightness_contrast": 0.0,
                                           "epochs": 8}),
     "seg-tiny": Recipe(name="seg-tiny", arch="Unet", decoder_channels=(64, 32, 16, 16, 8), loss="bce",
-                       **{**_SEGMENTER, **_TINY, "lr": 1e-2, "effective_batch": 8, "epochs": 12}),
+                       **{**_SEGMENTER, **_TINY, "lr": 1e-2, "effective_batch": 8, "epochs": 15}),
 }
 
 

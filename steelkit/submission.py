@@ -16,7 +16,7 @@ import pandas as pd
 
 from steelkit import atomic
 from steelkit import rle as rle_lib
-from steelkit.competition import CLASSES, LONG, RLE_COLUMNS, WIDE, read_table
+from steelkit.competition import CLASSES, RLE_COLUMNS, WIDE, read_table
 
 
 class SubmissionError(ValueError):
@@ -86,7 +86,8 @@ def validate(submission_path: str | os.PathLike, sample_path: str | os.PathLike,
         raise SubmissionError(f"{submission_path}: no such file")
     frame = pd.read_csv(submission_path, dtype=str, keep_default_na=False)
     if list(frame.columns) != columns:
-        raise SubmissionError(f"{submission_path}: columns {list(frame.columns)}, expected {columns} as in {sample_path}")
+        raise SubmissionError(f"{submission_path}: columns {list(frame.columns)}, "
+                              f"expected {columns} as in {sample_path}")
     if "ImageId_ClassId" in frame.columns:
         keys = list(frame["ImageId_ClassId"])
     else:

@@ -1,8 +1,8 @@
 """The training loop for both stages: one loop, no framework.
 
 Gradient accumulation to an effective batch, mixed precision and channels_last on CUDA only, DDP under
-torchrun, validation every epoch (Kaggle mean Dice for the segmenter; per-class accuracy/F1 and the
-gated-oracle Dice for the classifier), the best checkpoint kept by that figure, a full checkpoint
+torchrun, validation every epoch (Kaggle mean Dice of the segmenter's masks after the default
+post-processing; per-class accuracy/F1 and the gated-oracle Dice for the classifier), the best checkpoint kept by that figure, a full checkpoint
 every epoch that ``resume=True`` continues from, out-of-fold probabilities and a metrics CSV.
 
 Each epoch reseeds every random source from (seed, epoch), so a resumed run ends with the same
@@ -31,6 +31,7 @@ from steelkit.competition import image_shape, read_labels
 from steelkit.datasets import SteelDataset, check_images, samples_from_table, worker_init_fn
 from steelkit.losses import build_loss
 from steelkit.models import build_model, pad_to_multiple
+from steelkit.postprocess import PostprocessConfig, clean_mask
 from steelkit.recipe import Recipe
 
 
@@ -120,7 +121,7 @@ def validate(model, loader, loss_fn, recipe: Recipe, device: torch.device) -> di
         if recipe.stage == "segmenter":
             logits = logits[..., :height, :width]
             probs = logits.sigmoid()
-            dice.append(metric.dice_torch(probs > 0.5, target).cpu())
+            dice.append(metric.dice_masks(target.cpu().numpy(), clean_masks(probs.cpu().numpy())))
             small = torch.nn.functional.avg_pool2d(probs, recipe.oof_scale) if recipe.oof_scale > 1 else probs
             probs_out.append((small * 255).round().to(torch.uint8).cpu())
         else:
@@ -130,13 +131,22 @@ def validate(model, loader, loss_fn, recipe: Recipe, device: torch.device) -> di
     n = len(loader.dataset)
     figures = {"val_loss": sum(losses) / max(n, 1)}
     if recipe.stage == "segmenter":
-        pairs = torch.cat(dice).numpy()
+        pairs = np.concatenate(dice)
         summary = metric.summarize(pairs)
         figures.update({"score": summary["mean"], **{f"dice_{k}": v for k, v in summary.items() if k != "mean"}})
         return {"figures": figures, "oof": {"seg_probs": torch.cat(probs_out).numpy()}}
     probs, truth = torch.cat(cls_probs).numpy(), torch.cat(labels).numpy() > 0.5
     figures.update(classifier_figures(probs, truth))
     return {"figures": figures, "oof": {"cls_probs": probs.astype(np.float32)}}
+
+
+def clean_masks(probs: np.ndarray) -> np.ndarray:
+    """(N, 4, H, W) probabilities -> masks after the seed's default post-processing without the classifier's
+    gating: the segmenter's validation Dice is scored on what a submission would keep, so that speckles on
+    empty images count against it as they would on the leaderboard."""
+    config = PostprocessConfig().for_shape(probs.shape[-2:])
+    return np.stack([[clean_mask(p[k], config.pixel_thresholds[k], config.min_component_px[k],
+                                 config.min_total_px[k]) for k in range(4)] for p in probs])
 
 
 def classifier_figures(probs: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:

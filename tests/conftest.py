@@ -20,3 +20,15 @@ def mini_wide(tmp_path_factory):
     return synthetic.make(tmp_path_factory.mktemp("mini_wide"),
                           synthetic.SynthConfig(n_train=24, n_test=8, height=64, width=320, seed=3,
                                                 train_schema="wide"))
+
+
+@pytest.fixture(scope="session")
+def trained(mini, tmp_path_factory):
+    """One-epoch tiny classifier and segmenter on the mini competition: <dir>/cls-tiny, <dir>/seg-tiny."""
+    from steelkit import train
+    from steelkit.recipe import override, preset
+
+    out = tmp_path_factory.mktemp("trained")
+    for name in ("cls-tiny", "seg-tiny"):
+        train.train(override(preset(name), ["epochs=1", "n_folds=3"]), mini, out / name, device="cpu")
+    return out

@@ -6,20 +6,10 @@ import warnings
 import pandas as pd
 import pytest
 
-from steelkit import checkpoint, submission, train
+from steelkit import checkpoint, submission
 from steelkit.competition import read_table
 from steelkit.postprocess import PostprocessConfig
 from steelkit.predict import InferenceConfig, predict
-from steelkit.recipe import override, preset
-
-
-@pytest.fixture(scope="session")
-def trained(mini, tmp_path_factory):
-    """One-epoch tiny classifier and segmenter on the mini competition."""
-    out = tmp_path_factory.mktemp("trained")
-    for name in ("cls-tiny", "seg-tiny"):
-        train.train(override(preset(name), ["epochs=1", "n_folds=3"]), mini, out / name, device="cpu")
-    return out
 
 
 def test_predict_writes_a_valid_submission_and_pseudo_labels(mini, trained, tmp_path):
