@@ -72,7 +72,8 @@ def steelkit_cells() -> list:
         cells.append(nbformat.v4.new_code_cell(f"%%writefile {SOURCE_DIR}/steelkit/{module.name}\n"
                                                + module.read_text()))
     cells.append(nbformat.v4.new_code_cell(
-        f"import sys\nsys.path.insert(0, {SOURCE_DIR!r})\n"
+        f"import os, sys\nsys.path.insert(0, {SOURCE_DIR!r})\n"
+        "os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')  # its import-time version check goes online\n"
         "from steelkit import offline, paths\n"
         "wheels = [p for p in paths.input_dir().glob('*') if any(p.glob('*.whl'))]\n"
         "print('installed from wheels:', offline.ensure_packages(wheels) or 'nothing needed')\n"

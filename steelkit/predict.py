@@ -98,7 +98,7 @@ def steady_heap(threshold_bytes: int = 4 << 20) -> None:
         pass
 
 
-def test_image_ids(data_dir: Path) -> list[str]:
+def sample_image_ids(data_dir: Path) -> list[str]:
     """The test images to predict, in the order of ``sample_submission.csv``."""
     return read_table(data_dir / "sample_submission.csv")[0]["ImageId"].tolist()
 
@@ -110,7 +110,7 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
     data_dir = Path(data_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     shape = image_shape(data_dir / "test_images")
-    image_ids = test_image_ids(data_dir)
+    image_ids = sample_image_ids(data_dir)
     segment = Ensemble(segmenters, device, "segmenter")
     classify = Ensemble(classifiers, device, "classifier") if classifiers else None
     post = config.postprocess.for_shape(shape)

@@ -2,8 +2,9 @@
 
 Gradient accumulation to an effective batch, mixed precision and channels_last on CUDA only, DDP under
 torchrun, validation every epoch (Kaggle mean Dice of the segmenter's masks after the default
-post-processing; per-class accuracy/F1 and the gated-oracle Dice for the classifier), the best checkpoint kept by that figure, a full checkpoint
-every epoch that ``resume=True`` continues from, out-of-fold probabilities and a metrics CSV.
+post-processing; per-class accuracy/F1 and the gated-oracle Dice for the classifier), the best
+checkpoint kept by that figure, a full checkpoint every epoch that ``resume=True`` continues from,
+out-of-fold probabilities and a metrics CSV.
 
 Each epoch reseeds every random source from (seed, epoch), so a resumed run ends with the same
 weights as an uninterrupted one.
@@ -12,6 +13,7 @@ weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import random
@@ -281,11 +283,12 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
             atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
             if (row["score"], -row["val_loss"]) > best:  # ties (common early on) go to the lower loss
                 best = (row["score"], -row["val_loss"])
-                checkpoint.save(out_dir / checkpoint.BEST, {"model": model.state_dict(), "recipe": _asdict(recipe),
-                                                           "epoch": epoch, "score": row["score"], "figures": row})
+                checkpoint.save(out_dir / checkpoint.BEST, {
+                    "model": model.state_dict(), "recipe": dataclasses.asdict(recipe), "epoch": epoch,
+                    "score": row["score"], "figures": row})
                 save_oof(out_dir / "oof.npz", valid_ids, result["oof"], recipe, shape)
             checkpoint.save(out_dir / checkpoint.LAST, {
-                "model": model.state_dict(), "recipe": _asdict(recipe), "epoch": epoch, "best": best,
+                "model": model.state_dict(), "recipe": dataclasses.asdict(recipe), "epoch": epoch, "best": best,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(), "history": history})
             tqdm.write(f"{desc}: train loss {train_loss:.4f}, val loss {row['val_loss']:.4f}, "
@@ -294,12 +297,6 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         ran += 1
     distributed.teardown(context)
     return {"best_score": best[0], "out": out_dir, "epochs_done": start + ran, "history": history}
-
-
-def _asdict(recipe: Recipe) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(recipe)
 
 
 def save_oof(path: Path, image_ids: list[str], oof: dict, recipe: Recipe, shape) -> Path:

@@ -148,3 +148,15 @@ def test_the_real_kaggle_cli_pushes_every_built_folder(built, tmp_path):
             assert notebook.metadata.kernelspec.name == "python3"
     finally:
         server.shutdown()
+
+
+def test_stage_models_makes_a_dataset_folder(tmp_path, trained):
+    (tmp_path / "inference.json").write_text("{}")
+    out = build_kernel.stage_models(tmp_path / "ds", [trained / "cls-tiny", trained / "seg-tiny"], "alice",
+                                    tmp_path / "inference.json")
+    assert sorted(p.name for p in (out / "seg-tiny").iterdir()) == ["best.pt", "metrics.csv", "oof.npz", "recipe.json"]
+    assert (out / "inference.json").is_file()
+    meta = json.loads((out / "dataset-metadata.json").read_text())
+    assert meta["id"] == "alice/steelkit-models" and len(meta["licenses"]) == 1
+    with pytest.raises(FileNotFoundError, match="not a steelkit training output"):
+        build_kernel.stage_models(tmp_path / "ds2", [tmp_path], "alice")
