@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def cmd_predict(args) -> int:
 
     config = predict.InferenceConfig.load(args.config) if args.config else predict.InferenceConfig()
     if args.tta:
-        config = predict.InferenceConfig(**{**config.__dict__, "tta": tuple(args.tta.split(","))})
+        config = dataclasses.replace(config, tta=tuple(args.tta.split(",")))
     result = predict.predict(args.data, checkpoint.find_checkpoints(args.classifiers or []),
                              checkpoint.find_checkpoints(args.segmenters), args.out, config,
                              pseudo_out=args.pseudo_out, pseudo_round=args.round, device=args.device)
@@ -132,7 +133,7 @@ def cmd_thresholds(args) -> int:
     base = predict.InferenceConfig.load(args.config) if args.config else predict.InferenceConfig()
     result = thresholds.search(args.classifiers or [], args.segmenters, args.data, base.postprocess)
     print(thresholds.format_report(result))
-    out = predict.InferenceConfig(**{**base.__dict__, "postprocess": result["config"]}).save(args.out)
+    out = dataclasses.replace(base, postprocess=result["config"]).save(args.out)
     print(f"wrote {out}")
     return 0
 

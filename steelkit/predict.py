@@ -108,6 +108,8 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
             pseudo_round: int = 1, device: str | None = None) -> dict:
     """Predict the test set of ``data_dir`` and write ``out_csv`` (and the pseudo labels); return a summary."""
     data_dir = Path(data_dir)
+    if pseudo_out is not None and not classifiers:
+        raise ValueError("pseudo labels need a classifier ensemble (the seed's rule reads its probabilities)")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     shape = image_shape(data_dir / "test_images")
     image_ids = sample_image_ids(data_dir)
@@ -147,8 +149,6 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
     config.save(Path(out_csv).with_suffix(".inference.json"))
     summary = {"submission": out_csv, "images": len(image_ids), "failed": failed, "table": table, "shape": shape}
     if pseudo_out is not None:
-        if not classify:
-            raise ValueError("pseudo labels need a classifier ensemble (the seed's rule reads its probabilities)")
         summary["pseudo"] = pseudo.write_pseudo_labels(pseudo_rows, pseudo_out)
         summary["pseudo_images"] = len(pseudo_rows) // 4
     return summary

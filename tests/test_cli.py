@@ -43,3 +43,19 @@ def test_synth_score_validate_folds(tmp_path):
 def test_bad_shape_argument_is_a_usage_error(tmp_path):
     done = steelkit("synth", tmp_path, "--shape", "big")
     assert done.returncode == 2 and "HEIGHTxWIDTH" in done.stderr
+
+
+def test_thresholds_then_predict_with_pseudo_labels(mini, trained, tmp_path):
+    tuned = steelkit("thresholds", "--data", mini, "--classifiers", trained / "cls-tiny", "--segmenters",
+                     trained / "seg-tiny", "--out", tmp_path / "inference.json")
+    assert tuned.returncode == 0, tuned.stderr
+    assert "threshold search on" in tuned.stdout and (tmp_path / "inference.json").is_file()
+    done = steelkit("predict", "--data", mini, "--classifiers", trained / "cls-tiny", "--segmenters",
+                    trained / "seg-tiny", "--config", tmp_path / "inference.json", "--tta", "none,vflip",
+                    "--out", tmp_path / "submission.csv", "--pseudo-out", tmp_path / "pseudo.csv", "--round", 2,
+                    "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout and "pseudo-labelled images (round 2)" in done.stdout
+    assert "mean Dice:" in done.stdout and "all-empty" in done.stdout, "scored against test_truth.csv"
+    assert list((tmp_path / "overlays").glob("*.png")) or "0 overlay pictures" in done.stdout
+    assert steelkit("validate", tmp_path / "submission.csv", "--sample", mini / "sample_submission.csv").returncode == 0

@@ -47,6 +47,10 @@ def test_wrong_stage_and_config_errors(mini, trained, tmp_path):
     with pytest.raises(ValueError, match="is a classifier, given as a segmenter"):
         predict(mini, [], checkpoint.find_checkpoints([trained / "cls-tiny"]), tmp_path / "s.csv",
                 InferenceConfig(num_workers=0), device="cpu")
+    with pytest.raises(ValueError, match="need a classifier ensemble"):
+        predict(mini, [], checkpoint.find_checkpoints([trained / "seg-tiny"]), tmp_path / "s.csv",
+                InferenceConfig(num_workers=0), pseudo_out=tmp_path / "p.csv", device="cpu")
+    assert not (tmp_path / "s.csv").exists()
     with pytest.raises(ValueError, match="TTA modes"):
         InferenceConfig(tta=("rot90",))
     with pytest.raises(FileNotFoundError, match="no best.pt"):
