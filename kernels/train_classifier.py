@@ -26,25 +26,14 @@ ENCODER_WEIGHTS = ""  # a local encoder weights file under the inputs (ImageNet)
 # build_kernel.py inlines the steelkit package here
 
 # %%
-import shutil
+from steelkit.train import train_in_kernel
 
-from steelkit import paths, recipe, train
+result = train_in_kernel(PRESET, FOLD, OVERRIDES, encoder_weights=ENCODER_WEIGHTS, pseudo_labels=PSEUDO_LABELS,
+                         resume_from=RESUME_FROM, epochs_now=EPOCHS_NOW)
+print(f"best gated-oracle Dice {result['best_score']:.5f} (a right call per pair); outputs in {result['out']}")
 
-data_dir = paths.find_data_dir()
-out_dir = paths.working_dir() / f"{PRESET}-fold{FOLD}"
-overrides = [f"fold={FOLD}", *OVERRIDES]
-if ENCODER_WEIGHTS:
-    overrides.append(f"encoder_weights={paths.input_dir() / ENCODER_WEIGHTS}")
-if PSEUDO_LABELS:
-    overrides.append(f"pseudo_labels={paths.input_dir() / PSEUDO_LABELS}")
-chosen = recipe.override(recipe.preset(PRESET), overrides)
-if RESUME_FROM:
-    shutil.copytree(paths.input_dir() / RESUME_FROM / out_dir.name, out_dir, dirs_exist_ok=True)
-result = train.train(chosen, data_dir, out_dir, resume=bool(RESUME_FROM), epochs_now=EPOCHS_NOW)
-print(f"best gated-oracle Dice {result['best_score']:.5f}; outputs in {out_dir}")
+# %% [markdown]
+# Per epoch: losses, the gated-oracle Dice and each class's F1 at probability 0.5.
 
 # %%
-import pandas as pd
-
-metrics = pd.read_csv(out_dir / "metrics.csv")
-metrics[["epoch", "train_loss", "val_loss", "score", *[f"f1_{k}" for k in (1, 2, 3, 4)]]].round(4)
+result["metrics"][["epoch", "train_loss", "val_loss", "score", *[f"f1_{k}" for k in (1, 2, 3, 4)]]].round(4)

@@ -308,3 +308,29 @@ def save_oof(path: Path, image_ids: list[str], oof: dict, recipe: Recipe, shape)
             np.savez(handle, image_ids=np.array(image_ids), scale=recipe.oof_scale, shape=np.array(shape),
                      stage=recipe.stage, **oof)
     return path
+
+
+def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), encoder_weights: str = "",
+                    init_from: str = "", pseudo_labels: str = "", resume_from: str = "",
+                    epochs_now: int | None = None) -> dict:
+    """What a training notebook does: the preset with its overrides, every input named relative to the
+    attached inputs (/kaggle/input on Kaggle), the output in <working>/<preset>-fold<k>. ``resume_from``
+    names an attached earlier output of the same notebook to continue from."""
+    import shutil
+
+    from steelkit import paths
+    from steelkit.recipe import override, preset
+
+    inputs = paths.input_dir()
+    out_dir = paths.working_dir() / f"{preset_name}-fold{fold}"
+    changes = [f"fold={fold}", *overrides]
+    for field, value in (("encoder_weights", encoder_weights), ("pseudo_labels", pseudo_labels)):
+        if value:
+            changes.append(f"{field}={inputs / value}")
+    if init_from:
+        changes.append(f"init_checkpoint={inputs / init_from / checkpoint.BEST}")
+    if resume_from:
+        shutil.copytree(inputs / resume_from / out_dir.name, out_dir, dirs_exist_ok=True)
+    result = train(override(preset(preset_name), changes), paths.find_data_dir(), out_dir,
+                   resume=bool(resume_from), epochs_now=epochs_now)
+    return {**result, "metrics": pd.read_csv(out_dir / "metrics.csv")}

@@ -142,3 +142,23 @@ def test_two_processes_under_torchrun_train_with_ddp(mini, tmp_path):
     state = checkpoint.load_state(tmp_path / "ddp" / "last.pt")
     assert state["epoch"] == 0 and not any(k.startswith("module.") for k in state["model"])
     assert len(pd.read_csv(tmp_path / "ddp" / "metrics.csv")) == 1
+
+
+def test_train_in_kernel_reads_inputs_writes_working_and_resumes(mini, tmp_path, monkeypatch):
+    import shutil
+
+    from steelkit import paths
+
+    inputs, working = tmp_path / "input", tmp_path / "working"
+    inputs.mkdir()
+    (inputs / paths.COMPETITION_SLUG).symlink_to(mini)
+    monkeypatch.setenv(paths.INPUT_ENV, str(inputs))
+    monkeypatch.setenv(paths.WORKING_ENV, str(working))
+    overrides = ["epochs=2", "n_folds=3", "batch_size=4", "effective_batch=4"]
+    first = train.train_in_kernel("seg-tiny", 1, overrides, epochs_now=1)
+    assert first["out"] == working / "seg-tiny-fold1" and len(first["metrics"]) == 1
+    shutil.copytree(working, inputs / "earlier-session")  # the first session's output, attached
+    shutil.rmtree(working)
+    second = train.train_in_kernel("seg-tiny", 1, overrides, resume_from="earlier-session")
+    assert second["metrics"]["epoch"].tolist() == [1, 2]
+    assert checkpoint.load_state(working / "seg-tiny-fold1" / "last.pt")["epoch"] == 1

@@ -1,13 +1,11 @@
 """Post-processing + RLE per image against the public-kernel style, on realistic noisy probability maps."""
 
-import time
-
 import cv2
 import numpy as np
 
 from steelkit import rle, synthetic
 from steelkit.postprocess import PostprocessConfig, postprocess
-from tests.benchmarks.bench_rle import speed_row
+from tests.benchmarks.bench_rle import best_of, speed_row
 from tests.benchmarks.public_kernel import mask2rle
 from tests.benchmarks.public_kernel import post_process as public_post_process
 
@@ -46,21 +44,11 @@ def ours(probs: np.ndarray) -> list[str]:
     return [rle.encode(m) for m in postprocess(probs, SURE, SAME_RULES)]
 
 
-def _time(fn, items, repeat=3):
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for item in items:
-            fn(item)
-        best = min(best, time.perf_counter() - start)
-    return best / len(items)
-
-
 def run() -> list[dict]:
     maps = noisy_maps()
     assert [ours(m) for m in maps] == [public(m) for m in maps], "post-processing outputs differ"
     components = np.mean([cv2.connectedComponents((m[k] > THRESHOLD).astype(np.uint8))[0] for m in maps
                           for k in range(4)])
-    row = speed_row(f"postprocess+rle per image ({components:.0f} comps/map)", _time(ours, maps),
-                    _time(public, maps, repeat=1), 10.0)
+    row = speed_row(f"postprocess+rle per image ({components:.0f} comps/map)", best_of(ours, maps)[0],
+                    best_of(public, maps, repeat=1)[0], 10.0)
     return [row]

@@ -15,7 +15,7 @@ def realistic_masks(n: int = 200, seed: int = 0) -> list[np.ndarray]:
     return [synthetic.draw_defect(int(c), 256, 1600, rng)[2] for c in classes]
 
 
-def _best_of(fn, items, repeat=5):
+def best_of(fn, items, repeat=5):
     """Seconds per call, best of ``repeat`` passes; each result is dropped as the metric and the
     data loader drop theirs (keeping hundreds of 400 KB masks alive would time page faults)."""
     best = float("inf")
@@ -29,11 +29,11 @@ def _best_of(fn, items, repeat=5):
 
 def run() -> list[dict]:
     masks = realistic_masks()
-    ours_encode, ours_rles = _best_of(rle.encode, masks)
-    ref_encode, ref_rles = _best_of(mask2rle, masks)
+    ours_encode, ours_rles = best_of(rle.encode, masks)
+    ref_encode, ref_rles = best_of(mask2rle, masks)
     assert ours_rles == ref_rles, "encoders disagree"
-    ours_decode, ours_masks = _best_of(rle.decode, ours_rles)
-    ref_decode, ref_masks = _best_of(rle2mask, ref_rles)
+    ours_decode, ours_masks = best_of(rle.decode, ours_rles)
+    ref_decode, ref_masks = best_of(rle2mask, ref_rles)
     assert all(np.array_equal(a, b) for a, b in zip(ours_masks, ref_masks)), "decoders disagree"
     return [speed_row("rle encode (per mask, vs public kernel)", ours_encode, ref_encode, 3.0),
             speed_row("rle decode (per mask, vs public kernel)", ours_decode, ref_decode, 3.0)]
