@@ -91,6 +91,11 @@ def parse(rle: str, shape: tuple[int, int] = DEFAULT_SHAPE) -> tuple[np.ndarray,
 
 def _check_runs(starts: np.ndarray, lengths: np.ndarray, shape: tuple[int, int]) -> None:
     n_pixels = shape[0] * shape[1]
+    if starts.size == 0:
+        return
+    ends = starts + lengths
+    if starts[0] >= 1 and lengths.min() >= 1 and ends[-1] - 1 <= n_pixels and (starts[1:] >= ends[:-1]).all():
+        return  # the usual case, in four vectorised checks; otherwise find and name the first bad pair
     for bad, what in ((starts < 1, "start below 1"), (lengths < 1, "length below 1"),
                       (starts - 1 + lengths > n_pixels, f"run past the end of a {shape[0]}x{shape[1]} image")):
         if bad.any():
