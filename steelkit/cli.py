@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from steelkit import rle as rle_lib
+from steelkit.recipe import PRESETS
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -184,8 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_folds)
 
     p = sub.add_parser("train", help="train one model (one stage, one fold) from a preset")
-    p.add_argument("--preset", required=True, help="cls-effb1, cls-r34, seg-unet-effb3, seg-fpn-effb3, "
-                   "seg-fpn-effb3-dice, cls-tiny, seg-tiny")
+    p.add_argument("--preset", required=True, help=", ".join(PRESETS))
     p.add_argument("--data", required=True, help="competition folder (train.csv, train_images/)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, recipe.json, metrics.csv, oof.npz)")
     p.add_argument("--fold", type=int, default=0)
