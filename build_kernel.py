@@ -143,7 +143,6 @@ def build(kernel: dict, settings: dict, user: str, out: Path) -> Path:
 
 def runtime_estimate(ensemble: dict):
     """The submission kernel's estimated time on Kaggle's GPU (steelkit.budget)."""
-    sys.path.insert(0, str(ROOT))
     from steelkit import budget, recipe
 
     recipes = [recipe.preset(name) for name in ensemble["presets"]]
@@ -240,7 +239,6 @@ DEMO_CHAIN = ["steelkit-demo-train-classifier", "steelkit-demo-train-segmenter",
 def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int] = (128, 800)) -> int:
     """The offline rehearsal: a synthetic competition, then every demo kernel built and executed in turn as
     Kaggle would (each one's outputs attached to the next under its slug), then the score."""
-    sys.path.insert(0, str(ROOT))
     from steelkit import metric, overlay, paths, synthetic
     from steelkit.competition import read_table
 
