@@ -21,6 +21,8 @@ PSEUDO_LABELS = ""  # a pseudo-label CSV under the inputs (e.g. "steelkit-submis
 RESUME_FROM = ""  # an earlier output of this notebook under the inputs, to resume from
 EPOCHS_NOW = None  # stop after this many epochs (stay inside the session limit), resume later
 ENCODER_WEIGHTS = ""  # a local encoder weights file under the inputs (ImageNet), "" = none
+GPUS = None  # None = every visible GPU: more than one -> torchrun, one process each (Kaggle's 2 x T4)
+DEVICE = None  # None = cuda if available; "cpu" with GPUS = 2 rehearses the two-process path on the CPU
 
 # %% tags=["steelkit"]
 # build_kernel.py inlines the steelkit package here
@@ -29,7 +31,7 @@ ENCODER_WEIGHTS = ""  # a local encoder weights file under the inputs (ImageNet)
 from steelkit.train import train_in_kernel
 
 result = train_in_kernel(PRESET, FOLD, OVERRIDES, encoder_weights=ENCODER_WEIGHTS, pseudo_labels=PSEUDO_LABELS,
-                         resume_from=RESUME_FROM, epochs_now=EPOCHS_NOW)
+                         resume_from=RESUME_FROM, epochs_now=EPOCHS_NOW, gpus=GPUS, device=DEVICE)
 print(f"best gated-oracle Dice {result['best_score']:.5f} (a right call per pair); outputs in {result['out']}")
 
 # %% [markdown]

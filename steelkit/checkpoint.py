@@ -7,10 +7,8 @@ inference loads), ``last.pt`` (everything needed to resume), ``metrics.csv`` and
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from steelkit import atomic
@@ -61,21 +59,6 @@ def find_checkpoints(folders) -> list[Path]:
             raise FileNotFoundError(f"no {BEST} under {folder}")
         found += hits
     return found
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def split_by_stage(paths) -> dict[str, list[Path]]:

@@ -86,7 +86,8 @@ def cmd_train(args) -> int:
     from steelkit import recipe as recipes
     from steelkit.train import train
 
-    recipe = recipes.override(recipes.preset(args.preset), [f"fold={args.fold}", *args.set])
+    base = recipes.Recipe.load(args.recipe) if args.recipe else recipes.preset(args.preset)
+    recipe = recipes.override(base, ([f"fold={args.fold}"] if args.fold is not None else []) + args.set)
     result = train(recipe, args.data, args.out, resume=args.resume, epochs_now=args.epochs_now, device=args.device)
     print(f"{recipe.name} fold {recipe.fold}: best score {result['best_score']:.5f} after "
           f"{result['epochs_done']}/{recipe.epochs} epochs; outputs in {result['out']}")
@@ -185,10 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_folds)
 
     p = sub.add_parser("train", help="train one model (one stage, one fold) from a preset")
-    p.add_argument("--preset", required=True, help=", ".join(PRESETS))
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--preset", help=", ".join(PRESETS))
+    source.add_argument("--recipe", help="a recipe.json to train (as steelkit.launch passes it to torchrun)")
     p.add_argument("--data", required=True, help="competition folder (train.csv, train_images/)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, recipe.json, metrics.csv, oof.npz)")
-    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--fold", type=int, help="the fold to validate on (default: the preset's or recipe's, 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--epochs-now", type=int, help="stop after this many epochs in this call (resume later)")
@@ -230,6 +233,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A user's mistake (a bad file, row, value or option) surfaces as one of these, with a message that names
+# it: one line and exit 2. Anything else is steelkit's own bug and keeps its traceback.
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except USER_ERRORS as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"steelkit {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = " (run it again with --resume: it continues from the last finished epoch)" \
+            if args.command == "train" else ""
+        print(f"steelkit {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130

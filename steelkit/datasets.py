@@ -1,7 +1,7 @@
 """Torch datasets over the canonical table: training rows (with pseudo-label rows), and test images.
 
-Items are dicts of tensors: ``image`` (3, H, W) float32 normalised, ``mask`` (4, H, W) float32 in {0, 1},
-``labels`` (4,) float32 presence derived from the (augmented, cropped) mask, ``pseudo`` bool, ``index``.
+Items are dicts of tensors: ``image`` (3, H, W) float32 normalised, ``mask`` (4, H, W) uint8 in {0, 1},
+``labels`` (4,) uint8 presence derived from the (augmented, cropped) mask, ``pseudo`` bool, ``index``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -66,7 +67,8 @@ class SteelDataset(Dataset):
         image = read_image(sample.image_path)
         mask = np.moveaxis(decode_row(sample.rles, self.shape), 0, -1)  # (H, W, 4) for albumentations
         out = self.transform(image=image, mask=mask)
-        mask = torch.from_numpy(np.ascontiguousarray(out["mask"].transpose(2, 0, 1))).float()
+        # uint8 until the device: a quarter of the bytes to copy; the loss makes it float there
+        mask = torch.from_numpy(np.ascontiguousarray(out["mask"].transpose(2, 0, 1)))
         return {"image": torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1))),
                 "mask": mask, "labels": mask.amax(dim=(1, 2)), "pseudo": sample.pseudo, "index": index}
 
@@ -99,6 +101,7 @@ class TestImages(Dataset):
 def worker_init_fn(worker_id: int) -> None:
     """Reseed each DataLoader worker's albumentations pipeline (2.0.8 does not do it: every worker
     would draw the same augmentations) from torch's per-worker seed, so runs stay reproducible."""
+    cv2.setNumThreads(0)  # the workers are the parallelism: OpenCV's own threads would oversubscribe the cores
     info = get_worker_info()
     transform = getattr(info.dataset, "transform", None) if info else None
     if transform is not None and hasattr(transform, "set_random_seed"):

@@ -1,6 +1,7 @@
 """Several GPUs through torch's DistributedDataParallel, started with torchrun (Kaggle's 2 x T4:
-``torchrun --nproc_per_node 2 -m steelkit train ...``). One process per device; rank 0 validates,
-writes checkpoints and prints."""
+``torchrun --nproc_per_node 2 -m steelkit train ...``, or ``steelkit.launch`` from a notebook). One
+process per device; every rank validates its share, rank 0 gathers the figures, writes checkpoints and
+prints."""
 
 from __future__ import annotations
 
@@ -50,3 +51,20 @@ def barrier(context: Context) -> None:
 def teardown(context: Context) -> None:
     if context.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather(context: Context, value) -> list | None:
+    """Every rank's picklable ``value``, in rank order, on rank 0 (None elsewhere); [value] in one process."""
+    if not context.distributed:
+        return [value]
+    gathered = [None] * context.world_size if context.main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
+
+
+def broadcast_buffers(model: torch.nn.Module, context: Context) -> None:
+    """Give every rank rank 0's buffers (batch-norm statistics): DDP broadcasts them only at the start of
+    a training forward, so after an epoch each rank holds the statistics of its own last batch."""
+    if context.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)

@@ -71,6 +71,28 @@ def build_model(recipe, load_weights: bool = True) -> nn.Module:
     return model
 
 
+def freeze_unused(model: nn.Module, size: int = 64) -> list[str]:
+    """Freeze the parameters no forward pass uses, and return their names.
+
+    smp 0.6's EfficientNet encoders keep ``_conv_head`` and ``_bn1`` registered but never call them, and
+    DistributedDataParallel stops on parameters that get no gradient. Freezing them (rather than deleting
+    them) keeps ImageNet weight files loading without unexpected keys. Found by one backward pass of a
+    zero image in eval mode: no batch-norm statistics change and no random number is drawn.
+    """
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    device = next(model.parameters()).device
+    model(torch.zeros(1, 3, size, size, device=device)).float().sum().backward()
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    for name, param in model.named_parameters():
+        if name in unused:
+            param.requires_grad_(False)
+    model.train(was_training)
+    return unused
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a local .safetensors, .pth or .pt file."""
     path = Path(path)

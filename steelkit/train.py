@@ -1,13 +1,18 @@
 """The training loop for both stages: one loop, no framework.
 
 Gradient accumulation to an effective batch, mixed precision and channels_last on CUDA only, DDP under
-torchrun, validation every epoch (Kaggle mean Dice of the segmenter's masks after the default
-post-processing; per-class accuracy/F1 and the gated-oracle Dice for the classifier), the best
-checkpoint kept by that figure, a full checkpoint every epoch that ``resume=True`` continues from,
-out-of-fold probabilities and a metrics CSV.
+torchrun, validation every epoch (``steelkit.validation``), the best checkpoint kept by its figure, a
+full checkpoint every epoch that ``resume=True`` continues from, out-of-fold probabilities and a metrics
+CSV.
 
-Each epoch reseeds every random source from (seed, epoch), so a resumed run ends with the same
-weights as an uninterrupted one.
+Several processes (DDP): the effective batch is the recipe's whatever their number,
+``effective_batch = batch_size x accumulation steps x world size`` (refused when it does not divide).
+The learning rate is a function of the fraction of the run done (epoch + step / steps per epoch), not of
+a stored step count, so a run resumed with another number of processes keeps the schedule's shape.
+
+Randomness: each epoch reseeds every source from (seed, epoch, rank): each rank draws its own
+augmentation and dropout streams, reproducible from the seed, and a resumed run ends with the same
+weights as an uninterrupted one. No RNG state is stored, so ``last.pt`` resumes on any number of GPUs.
 """
 
 from __future__ import annotations
@@ -27,13 +32,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
-from steelkit import atomic, checkpoint, distributed, folds, metric
+from steelkit import atomic, checkpoint, distributed, folds, validation
 from steelkit.augment import eval_transform, train_transform
 from steelkit.competition import image_shape, read_labels
 from steelkit.datasets import SteelDataset, check_images, samples_from_table, worker_init_fn
 from steelkit.losses import build_loss
-from steelkit.models import build_model, pad_to_multiple
-from steelkit.postprocess import PostprocessConfig, clean_mask
+from steelkit.models import build_model, freeze_unused
 from steelkit.recipe import Recipe
 
 
@@ -56,116 +60,78 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_scheduler(optimizer, recipe: Recipe, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    total = recipe.epochs * steps_per_epoch
+def learning_rate(recipe: Recipe, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """The rate of optimiser step ``step`` of epoch ``epoch``: a function of the fraction of the run done,
+    so that it does not depend on how many processes share the work."""
     warmup = int(round(recipe.warmup_epochs * steps_per_epoch))
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup, total, recipe.min_lr_ratio))
+    return recipe.lr * lr_factor(epoch * steps_per_epoch + step, warmup, recipe.epochs * steps_per_epoch,
+                                 recipe.min_lr_ratio)
 
 
-def target_of(batch: dict, stage: str) -> torch.Tensor:
-    return batch["labels"] if stage == "classifier" else batch["mask"]
+def accumulation_steps(recipe: Recipe, world_size: int = 1) -> int:
+    """Micro-batches per optimiser step so that batch_size x steps x world_size = the recipe's effective batch."""
+    per_step = recipe.batch_size * world_size
+    if recipe.effective_batch % per_step:
+        raise ValueError(f"recipe {recipe.name!r}: effective_batch {recipe.effective_batch} is not a multiple of "
+                         f"batch_size {recipe.batch_size} x {world_size} processes; choose batch_size or "
+                         f"effective_batch so that it is (--set batch_size=... / effective_batch=...)")
+    return recipe.effective_batch // per_step
 
 
-def backward_step(model, batch: dict, loss_fn, scaler, recipe: Recipe, device: torch.device) -> float:
-    """Forward and backward one micro-batch, the loss divided by the accumulation steps; returns the loss."""
+def steps_in(n_batches: int, accumulation: int) -> int:
+    """Optimiser steps in an epoch of ``n_batches`` micro-batches (the last, partial group steps too)."""
+    return math.ceil(n_batches / accumulation)
+
+
+def backward_step(model, batch: dict, loss_fn, scaler, recipe: Recipe, device: torch.device,
+                  accumulation: int | None = None) -> torch.Tensor:
+    """Forward and backward one micro-batch, the loss divided by the accumulation steps; returns the
+    detached loss on the device (reading it would wait for the GPU)."""
     images = batch["image"].to(device, non_blocking=True)
-    target = target_of(batch, recipe.stage).to(device, non_blocking=True)
+    target = (batch["labels"] if recipe.stage == "classifier" else batch["mask"]).to(device, non_blocking=True)
     if device.type == "cuda" and recipe.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, enabled=device.type == "cuda" and recipe.amp):
         logits = model(images)
-    loss = loss_fn(logits.float(), target)
-    scaler.scale(loss / recipe.accumulation_steps).backward()
-    return float(loss.detach())
+    loss = loss_fn(logits.float(), target.float())  # masks travel as uint8, float only on the device
+    scaler.scale(loss / (accumulation or recipe.accumulation_steps)).backward()
+    return loss.detach()
 
 
-def optimizer_step(model, optimizer, scaler, scheduler, grad_clip: float) -> None:
-    """nanoGPT's idiom: unscale, clip, step, update, zero the gradients."""
+def optimizer_step(model, optimizer, scaler, lr: float, grad_clip: float) -> None:
+    """nanoGPT's idiom: set the rate, unscale, clip, step, update, zero the gradients."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
     if grad_clip > 0:
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    scheduler.step()
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, recipe, context, desc) -> float:
-    """One pass over ``loader``, stepping every ``accumulation_steps`` micro-batches; mean loss."""
+def train_one_epoch(model, loader, loss_fn, optimizer, scaler, recipe, context, epoch: int, steps_per_epoch: int,
+                    desc: str, show_every: int = 10) -> dict:
+    """One pass over ``loader``, stepping every ``accumulation`` micro-batches -> mean loss, steps, last rate.
+    The loss is read back from the device only every ``show_every`` steps (for the bar) and at the end."""
     model.train()
-    total, count = 0.0, 0
+    accumulation = accumulation_steps(recipe, context.world_size)
+    total, count, steps, lr = torch.zeros((), device=context.device), 0, 0, recipe.lr
     bar = tqdm(loader, desc=desc, leave=False, disable=not context.main)
     for i, batch in enumerate(bar):
-        stepping = (i + 1) % recipe.accumulation_steps == 0 or i + 1 == len(loader)
+        stepping = (i + 1) % accumulation == 0 or i + 1 == len(loader)
         # under DDP, gradients are all-reduced only on the micro-batch that steps
         sync = contextlib.nullcontext() if stepping or not context.distributed else model.no_sync()
         with sync:
-            loss = backward_step(model, batch, loss_fn, scaler, recipe, context.device)
+            total += backward_step(model, batch, loss_fn, scaler, recipe, context.device, accumulation)
+        count += 1
         if stepping:
-            optimizer_step(model, optimizer, scaler, scheduler, recipe.grad_clip)
-        total, count = total + loss, count + 1
-        bar.set_postfix(loss=f"{total / count:.4f}")
-    return total / max(count, 1)
-
-
-@torch.no_grad()
-def validate(model, loader, loss_fn, recipe: Recipe, device: torch.device) -> dict:
-    """Validation figures and out-of-fold probabilities (see the module docstring)."""
-    model.eval()
-    losses, probs_out, dice, labels, cls_probs = [], [], [], [], []
-    for batch in tqdm(loader, desc="validate", leave=False):
-        images, target = batch["image"].to(device), target_of(batch, recipe.stage).to(device)
-        padded, (height, width) = pad_to_multiple(images)
-        with torch.autocast(device.type, enabled=device.type == "cuda" and recipe.amp):
-            logits = model(padded)
-        logits = logits.float()
-        if recipe.stage == "segmenter":
-            logits = logits[..., :height, :width]
-            probs = logits.sigmoid()
-            dice.append(metric.dice_masks(target.cpu().numpy(), clean_masks(probs.cpu().numpy())))
-            small = torch.nn.functional.avg_pool2d(probs, recipe.oof_scale) if recipe.oof_scale > 1 else probs
-            probs_out.append((small * 255).round().to(torch.uint8).cpu())
-        else:
-            cls_probs.append(logits.sigmoid().cpu())
-            labels.append(target.cpu())
-        losses.append(float(loss_fn(logits, target)) * len(images))
-    n = len(loader.dataset)
-    figures = {"val_loss": sum(losses) / max(n, 1)}
-    if recipe.stage == "segmenter":
-        pairs = np.concatenate(dice)
-        summary = metric.summarize(pairs)
-        figures.update({"score": summary["mean"], **{f"dice_{k}": v for k, v in summary.items() if k != "mean"}})
-        return {"figures": figures, "oof": {"seg_probs": torch.cat(probs_out).numpy()}}
-    probs, truth = torch.cat(cls_probs).numpy(), torch.cat(labels).numpy() > 0.5
-    figures.update(classifier_figures(probs, truth))
-    return {"figures": figures, "oof": {"cls_probs": probs.astype(np.float32)}}
-
-
-def clean_masks(probs: np.ndarray) -> np.ndarray:
-    """(N, 4, H, W) probabilities -> masks after the seed's default post-processing without the classifier's
-    gating: the segmenter's validation Dice is scored on what a submission would keep, so that speckles on
-    empty images count against it as they would on the leaderboard."""
-    config = PostprocessConfig().for_shape(probs.shape[-2:])
-    return np.stack([[clean_mask(p[k], config.pixel_thresholds[k], config.min_component_px[k],
-                                 config.min_total_px[k]) for k in range(4)] for p in probs])
-
-
-def classifier_figures(probs: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:
-    """Per-class accuracy and F1 of (N, 4) probabilities, and the gated-oracle Dice.
-
-    Gated-oracle Dice: the Kaggle mean Dice if every mask came from a perfect segmenter that cannot tell
-    absence, with this classifier deciding presence: a pair scores 1 when the call is right and 0 when it
-    is not (a missed defect scores 0; a false alarm gets a non-empty mask on an empty pair, also 0).
-    """
-    pred = probs > threshold
-    figures = {"score": float((pred == truth).mean())}
-    for k in range(truth.shape[1]):
-        tp = float((pred[:, k] & truth[:, k]).sum())
-        fp, fn = float((pred[:, k] & ~truth[:, k]).sum()), float((~pred[:, k] & truth[:, k]).sum())
-        figures[f"acc_{k + 1}"] = float((pred[:, k] == truth[:, k]).mean())
-        figures[f"f1_{k + 1}"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-    return figures
+            lr = learning_rate(recipe, epoch, steps, steps_per_epoch)
+            optimizer_step(model, optimizer, scaler, lr, recipe.grad_clip)
+            steps += 1
+            if context.main and steps % show_every == 0:
+                bar.set_postfix(loss=f"{float(total) / count:.4f}")
+    return {"train_loss": float(total) / max(count, 1), "steps": steps, "lr": lr}
 
 
 def seed_everything(seed: int) -> None:
@@ -174,8 +140,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_seed(recipe: Recipe, epoch: int) -> int:
-    return recipe.seed * 100_003 + epoch
+def epoch_seed(recipe: Recipe, epoch: int, rank: int = 0) -> int:
+    """The seed of every random source of ``epoch`` on ``rank`` (rank 0: the single-process seed)."""
+    return recipe.seed * 100_003 + epoch + 1_000_003 * rank
 
 
 def find_folds(data_dir: Path, out_dir: Path, table: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
@@ -204,7 +171,9 @@ def training_rows(recipe: Recipe, data_dir: Path, out_dir: Path, shape):
 
 
 def make_loader(dataset, recipe: Recipe, context, epoch: int, train: bool) -> DataLoader:
-    generator = torch.Generator().manual_seed(epoch_seed(recipe, epoch))
+    """The epoch's loader; its generator (worker seeds, shuffling in one process) is the rank's own, while
+    DDP's sampler shuffles alike on every rank (seed and epoch) and gives each rank its own images."""
+    generator = torch.Generator().manual_seed(epoch_seed(recipe, epoch, context.rank))
     if not train:
         sampler = None
     elif context.distributed:
@@ -223,13 +192,16 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     """Train one model as ``recipe`` says; return the best validation figures and the output paths.
 
     ``epochs_now`` stops after that many epochs in this call (a session's time budget); a later call
-    with ``resume=True`` goes on from ``last.pt``.
+    with ``resume=True`` goes on from ``last.pt``, with this or another number of processes.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     context = distributed.setup(device)
+    accumulation = accumulation_steps(recipe, context.world_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / checkpoint.LAST).exists() and not resume:
         raise FileExistsError(f"{out_dir} already holds a training run; resume it (--resume) or choose another --out")
+    if context.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop and image shapes: pick the fastest kernels once
 
     shape = image_shape(data_dir / "train_images")
     train_samples, valid_samples, valid_ids = training_rows(recipe, data_dir, out_dir, shape)
@@ -237,16 +209,18 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         check_images([s.image_path for s in train_samples + valid_samples], shape)
     train_set = SteelDataset(train_samples, shape, train_transform(recipe, shape))
     valid_set = SteelDataset(valid_samples, shape, eval_transform())
+    valid_shard = validation.shard(valid_set, recipe.val_batch_size, context.rank, context.world_size)
 
     seed_everything(recipe.seed)
-    model = build_model(recipe).to(context.device)
+    model = build_model(recipe)
+    freeze_unused(model)  # DDP stops on parameters that never get a gradient
+    model = model.to(context.device)
     if context.device.type == "cuda" and recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = DistributedDataParallel(model, device_ids=[context.device] if context.device.type == "cuda" else None) \
         if context.distributed else model
     optimizer = build_optimizer(model, recipe)
-    steps_per_epoch = math.ceil(len(make_loader(train_set, recipe, context, 0, True)) / recipe.accumulation_steps)
-    scheduler = build_scheduler(optimizer, recipe, steps_per_epoch)
+    steps_per_epoch = steps_in(len(make_loader(train_set, recipe, context, 0, True)), accumulation)
     scaler = torch.amp.GradScaler(context.device.type, enabled=context.device.type == "cuda" and recipe.amp)
     loss_fn = build_loss(recipe).to(context.device)
 
@@ -257,10 +231,11 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
             raise ValueError(f"{out_dir / checkpoint.LAST} was made by another recipe; resume with the same one")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        checkpoint.set_rng_state(state["rng"])
         start, best, history = state["epoch"] + 1, tuple(state["best"]), state["history"]
+        if context.main and state.get("world_size", 1) != context.world_size:
+            tqdm.write(f"resuming a run of {state.get('world_size', 1)} process(es) with {context.world_size}: "
+                       f"the effective batch stays {recipe.effective_batch}, the schedule keeps its shape")
     if context.main:
         recipe.save(out_dir / "recipe.json")
 
@@ -269,16 +244,20 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         if epochs_now is not None and ran >= epochs_now:
             break
         started = time.time()
-        seed_everything(epoch_seed(recipe, epoch))
-        train_set.transform.set_random_seed(epoch_seed(recipe, epoch))
+        seed = epoch_seed(recipe, epoch, context.rank)
+        seed_everything(seed)
+        train_set.transform.set_random_seed(seed)
         loader = make_loader(train_set, recipe, context, epoch, train=True)
         desc = f"{recipe.name} fold {recipe.fold} epoch {epoch + 1}/{recipe.epochs}"
-        train_loss = train_one_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, recipe, context, desc)
+        done = train_one_epoch(net, loader, loss_fn, optimizer, scaler, recipe, context, epoch, steps_per_epoch, desc)
+        distributed.broadcast_buffers(model, context)
+        parts = validation.validation_parts(model, make_loader(valid_shard, recipe, context, epoch, train=False),
+                                            loss_fn, recipe, context.device, show=context.main)
+        gathered = distributed.gather(context, parts)
         if context.main:
-            result = validate(model, make_loader(valid_set, recipe, context, epoch, train=False), loss_fn,
-                              recipe, context.device)
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
-                   **result["figures"], "seconds": time.time() - started}
+            result = validation.figures_and_oof(validation.merge(gathered), recipe.stage)
+            row = {"epoch": epoch + 1, "lr": done["lr"], "steps": done["steps"], "train_loss": done["train_loss"],
+                   **{k: float(v) for k, v in result["figures"].items()}, "seconds": time.time() - started}
             history.append(row)
             atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
             if (row["score"], -row["val_loss"]) > best:  # ties (common early on) go to the lower loss
@@ -289,9 +268,10 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
                 save_oof(out_dir / "oof.npz", valid_ids, result["oof"], recipe, shape)
             checkpoint.save(out_dir / checkpoint.LAST, {
                 "model": model.state_dict(), "recipe": dataclasses.asdict(recipe), "epoch": epoch, "best": best,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(), "history": history})
-            tqdm.write(f"{desc}: train loss {train_loss:.4f}, val loss {row['val_loss']:.4f}, "
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "history": history,
+                "world_size": context.world_size, "steps_per_epoch": steps_per_epoch,
+                "accumulation_steps": accumulation})
+            tqdm.write(f"{desc}: train loss {done['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
                        f"score {row['score']:.4f} (best {best[0]:.4f}), {row['seconds']:.0f}s")
         distributed.barrier(context)
         ran += 1
@@ -312,13 +292,17 @@ def save_oof(path: Path, image_ids: list[str], oof: dict, recipe: Recipe, shape)
 
 def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), encoder_weights: str = "",
                     init_from: str = "", pseudo_labels: str = "", resume_from: str = "",
-                    epochs_now: int | None = None) -> dict:
+                    epochs_now: int | None = None, gpus: int | None = None, device: str | None = None) -> dict:
     """What a training notebook does: the preset with its overrides, every input named relative to the
     attached inputs (/kaggle/input on Kaggle), the output in <working>/<preset>-fold<k>. ``resume_from``
-    names an attached earlier output of the same notebook to continue from."""
+    names an attached earlier output of the same notebook to continue from.
+
+    ``gpus`` (default: the CUDA devices visible) > 1: the run goes to torchrun, one process per device
+    (``steelkit.launch``), its output streamed here; else it runs in this process. ``device`` forces one
+    ("cpu": gloo processes, as the tests simulate two devices)."""
     import shutil
 
-    from steelkit import paths
+    from steelkit import launch, paths
     from steelkit.recipe import override, preset
 
     inputs = paths.input_dir()
@@ -331,6 +315,15 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
         changes.append(f"init_checkpoint={inputs / init_from / checkpoint.BEST}")
     if resume_from:
         shutil.copytree(inputs / resume_from / out_dir.name, out_dir, dirs_exist_ok=True)
-    result = train(override(preset(preset_name), changes), paths.find_data_dir(), out_dir,
-                   resume=bool(resume_from), epochs_now=epochs_now)
+    recipe, data_dir = override(preset(preset_name), changes), paths.find_data_dir()
+    gpus = launch.device_count() if gpus is None else gpus
+    if gpus > 1:
+        print(f"{gpus} devices: training with torchrun, one process each", flush=True)
+        launch.run_distributed(recipe, data_dir, out_dir, gpus, resume=bool(resume_from), epochs_now=epochs_now,
+                               device=device, echo=lambda line: print(line, flush=True))
+        state = checkpoint.load_state(out_dir / checkpoint.LAST)
+        result = {"best_score": state["best"][0], "out": out_dir, "epochs_done": state["epoch"] + 1,
+                  "history": state["history"]}
+    else:
+        result = train(recipe, data_dir, out_dir, resume=bool(resume_from), epochs_now=epochs_now, device=device)
     return {**result, "metrics": pd.read_csv(out_dir / "metrics.csv")}

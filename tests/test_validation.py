@@ -1,0 +1,45 @@
+"""Validation figures, and validation spread over ranks giving exactly one process's figures."""
+
+import numpy as np
+import torch
+
+from steelkit import validation
+from steelkit.augment import eval_transform
+from steelkit.competition import read_labels
+from steelkit.datasets import SteelDataset, samples_from_table
+from steelkit.losses import build_loss
+from steelkit.models import build_model
+from steelkit.recipe import override, preset
+
+
+def test_classifier_figures_by_hand():
+    probs = np.array([[0.9, 0.1, 0.2, 0.1], [0.2, 0.1, 0.8, 0.1]])
+    truth = np.array([[True, False, False, False], [False, False, False, True]])
+    figures = validation.classifier_figures(probs, truth)
+    assert figures["score"] == 6 / 8  # two wrong calls of eight
+    assert figures["f1_1"] == 1.0 and figures["f1_3"] == 0.0 and figures["f1_2"] == 1.0
+    assert figures["acc_4"] == 0.5
+
+
+def test_shards_are_whole_batches_covering_every_item_once():
+    items = list(range(23))
+    for world in (1, 2, 3):
+        shards = [validation.shard(items, 4, rank, world) for rank in range(world)]
+        assert [i for s in shards for i in s] == items
+        assert all(len(s) % 4 == 0 for s in shards[:-1] if len(s))
+
+
+def test_validation_spread_over_ranks_equals_one_process(mini):
+    recipe = override(preset("seg-tiny"), ["val_batch_size=3"])
+    table = read_labels(mini / "train.csv", mini / "train_images").head(11)
+    dataset = SteelDataset(samples_from_table(table, mini / "train_images"), (64, 320), eval_transform())
+    torch.manual_seed(0)
+    model, loss_fn = build_model(recipe), build_loss(recipe)
+    loader = lambda d: torch.utils.data.DataLoader(d, batch_size=3)  # noqa: E731
+    whole = validation.validate(model, loader(dataset), loss_fn, recipe, torch.device("cpu"))
+    parts = [validation.validation_parts(model, loader(validation.shard(dataset, 3, rank, 2)), loss_fn, recipe,
+                                         torch.device("cpu")) for rank in range(2)]
+    assert sum(parts[1]["count"]) == 5  # rank 1 validated its share: the last 2 of 4 batches (5 images)
+    spread = validation.figures_and_oof(validation.merge(parts), recipe.stage)
+    assert spread["figures"] == whole["figures"]
+    np.testing.assert_array_equal(spread["oof"]["seg_probs"], whole["oof"]["seg_probs"])
