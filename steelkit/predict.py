@@ -70,6 +70,8 @@ class Ensemble:
             model, recipe = checkpoint.load_model(path, device)
             if recipe.stage != stage:
                 raise ValueError(f"{path} is a {recipe.stage}, given as a {stage}")
+            if device.type == "cuda":  # as in training: tensor cores want NHWC
+                model = model.to(memory_format=torch.channels_last)
             self.models.append(model)
 
     def __len__(self) -> int:
@@ -77,6 +79,8 @@ class Ensemble:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, modes, amp: bool) -> torch.Tensor:
+        if images.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(images.device.type, enabled=amp and images.device.type == "cuda"):
             total = sum(tta.predict(model, images, modes, spatial=self.spatial) for model in self.models)
         return total / len(self.models)
@@ -111,6 +115,8 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
     if pseudo_out is not None and not classifiers:
         raise ValueError("pseudo labels need a classifier ensemble (the seed's rule reads its probabilities)")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one image size throughout: pick the fastest kernels once
     shape = image_shape(data_dir / "test_images")
     image_ids = sample_image_ids(data_dir)
     segment = Ensemble(segmenters, device, "segmenter")
