@@ -43,10 +43,11 @@ def cmd_synth(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from steelkit import metric
+    from steelkit import metric, submission
     from steelkit.competition import read_table
 
     truth, _, _ = read_table(args.truth)
+    submission.check_covers(args.submission, args.truth)
     pred, _, _ = read_table(args.submission)
     shape = _shape_near(Path(args.truth), args.shape)
     scores = metric.dice_tables(truth, pred, shape)

@@ -39,18 +39,39 @@ def detect_schema(columns) -> str:
                      f"or {','.join(LONG_COLUMNS)}")
 
 
-def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, str, list[str]]:
-    """Read a label, sample or submission CSV into the canonical table; also its schema and columns."""
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """A competition CSV as strings; a missing, empty or unparsable file raises naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file (expected a header and rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable CSV ({str(error).strip()})") from None
+
+
+def read_table(path: str | os.PathLike, sample: bool = False) -> tuple[pd.DataFrame, str, list[str]]:
+    """Read a label, sample or submission CSV into the canonical table; also its schema and columns.
+
+    ClassId 0 on a row with a defect is valid only in today's sample submission (``sample=True``, where the
+    RLE is a placeholder): in labels or a submission it would silently erase that defect, so it is refused
+    there, naming file and row."""
+    path = Path(path)
+    frame = read_csv(path)
     schema = detect_schema(frame.columns)
     if schema == WIDE:
         image_ids, class_ids = _split_wide_keys(frame, path)
     else:
         image_ids = frame["ImageId"].to_numpy(dtype=object)
         class_ids = _parse_class_ids(frame["ClassId"], path, allowed=(0, *CLASSES))
+        erased = (class_ids == 0) & (frame["EncodedPixels"].str.strip() != "").to_numpy()
+        if erased.any() and not sample:
+            row = int(np.argmax(erased))
+            raise ValueError(f"{path}, row {row + 2}: image {image_ids[row]} has ClassId 0 on a row with a defect "
+                             f"(EncodedPixels {frame['EncodedPixels'].iloc[row][:30]!r}); classes are 1-4, and 0 "
+                             "is valid only in today's sample_submission.csv")
     rles = frame["EncodedPixels"].to_numpy(dtype=object)
     return _canonical(path, image_ids, class_ids, rles), schema, list(frame.columns)
 

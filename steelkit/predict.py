@@ -104,7 +104,7 @@ def steady_heap(threshold_bytes: int = 4 << 20) -> None:
 
 def sample_image_ids(data_dir: Path) -> list[str]:
     """The test images to predict, in the order of ``sample_submission.csv``."""
-    return read_table(data_dir / "sample_submission.csv")[0]["ImageId"].tolist()
+    return read_table(data_dir / "sample_submission.csv", sample=True)[0]["ImageId"].tolist()
 
 
 def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: list[Path], out_csv: str | os.PathLike,

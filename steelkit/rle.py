@@ -7,6 +7,7 @@ is the empty string. Everything here is numpy (and cv2's transpose) and vectoris
 
 from __future__ import annotations
 
+import re
 import threading
 
 import cv2
@@ -73,20 +74,33 @@ def parse(rle: str, shape: tuple[int, int] = DEFAULT_SHAPE) -> tuple[np.ndarray,
     if rle is None or (isinstance(rle, float) and np.isnan(rle)):
         rle = ""
     text = str(rle).strip()
-    if text.isascii() and not text.encode().translate(None, b"0123456789 "):  # digits and spaces: parse in C
+    n_pixels = shape[0] * shape[1]
+    longest = len(str(n_pixels))
+    # digits and spaces, no value with more digits than the image has pixels: parse in C, no overflow possible
+    if text.isascii() and not text.encode().translate(None, b"0123456789 ") and \
+            not re.search(rf"\d{{{longest + 1},}}", text):
         values = np.fromstring(text, dtype=np.int64, sep=" ")
     else:
-        tokens = text.split()
-        try:
-            values = np.array(tokens, dtype=np.int64)
-        except (ValueError, OverflowError):
-            position = next((i for i, t in enumerate(tokens) if not t.lstrip("+-").isdigit()), 0)
-            raise ValueError(f"RLE value {tokens[position]!r} at position {position + 1} is not an integer") from None
+        values = np.array([_checked_value(token, position, n_pixels, shape)
+                           for position, token in enumerate(text.split(), start=1)], dtype=np.int64)
     if values.size % 2:
         raise ValueError(f"RLE has an odd number of values ({values.size}); expected start length pairs")
     starts, lengths = values[0::2], values[1::2]
     _check_runs(starts, lengths, shape)
     return starts - 1, starts - 1 + lengths
+
+
+def _checked_value(token: str, position: int, n_pixels: int, shape: tuple[int, int]) -> int:
+    """One RLE value as a Python int (no overflow), refused unless ASCII digits within the image's size."""
+    digits = token[1:] if token.startswith("-") else token
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"RLE value {token!r} at position {position} is not an integer")
+    value = int(token)
+    if value > n_pixels:
+        shown = token if len(token) <= 30 else f"{token[:12]}...{token[-6:]} ({len(token)} digits)"
+        raise ValueError(f"RLE value {shown!r} at position {position} is larger than the {n_pixels} pixels of "
+                         f"the image: past the end of a {shape[0]}x{shape[1]} image")
+    return value
 
 
 def _check_runs(starts: np.ndarray, lengths: np.ndarray, shape: tuple[int, int]) -> None:

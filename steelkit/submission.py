@@ -16,7 +16,7 @@ import pandas as pd
 
 from steelkit import atomic
 from steelkit import rle as rle_lib
-from steelkit.competition import CLASSES, RLE_COLUMNS, WIDE, read_table
+from steelkit.competition import CLASSES, RLE_COLUMNS, WIDE, detect_schema, read_csv, read_table
 
 
 class SubmissionError(ValueError):
@@ -25,8 +25,8 @@ class SubmissionError(ValueError):
 
 def expected_rows(sample_path: str | os.PathLike) -> tuple[pd.DataFrame, str, list[str]]:
     """The rows a submission must have, as (ImageId, ClassId) in order; plus the schema and columns."""
-    sample, schema, columns = read_table(sample_path)
-    raw = pd.read_csv(sample_path, dtype=str, keep_default_na=False)
+    sample, schema, columns = read_table(sample_path, sample=True)
+    raw = read_csv(sample_path)
     if schema == WIDE:
         keys = raw["ImageId_ClassId"].str.rsplit("_", n=1, expand=True)
         rows = pd.DataFrame({"ImageId": keys[0], "ClassId": keys[1].astype(int)})
@@ -84,14 +84,11 @@ def validate(submission_path: str | os.PathLike, sample_path: str | os.PathLike,
     expected, _, columns = expected_rows(sample_path)
     if not Path(submission_path).is_file():
         raise SubmissionError(f"{submission_path}: no such file")
-    frame = pd.read_csv(submission_path, dtype=str, keep_default_na=False)
+    frame = read_csv(submission_path)
     if list(frame.columns) != columns:
         raise SubmissionError(f"{submission_path}: columns {list(frame.columns)}, "
                               f"expected {columns} as in {sample_path}")
-    if "ImageId_ClassId" in frame.columns:
-        keys = list(frame["ImageId_ClassId"])
-    else:
-        keys = [f"{image}_{class_id}" for image, class_id in zip(frame["ImageId"], frame["ClassId"])]
+    keys = row_keys(frame)
     wanted = set(expected["ImageId"] + "_" + expected["ClassId"].astype(str))
     seen: set[str] = set()
     for line, (key, encoded) in enumerate(zip(keys, frame["EncodedPixels"]), start=2):
@@ -108,3 +105,43 @@ def validate(submission_path: str | os.PathLike, sample_path: str | os.PathLike,
     if missing:
         raise SubmissionError(f"{submission_path}: {len(missing)} expected rows missing, first {missing[0]}")
     return len(frame)
+
+
+def row_keys(frame: pd.DataFrame) -> list[str]:
+    """``<image>_<class>`` of every row of a submission-like frame, in either schema."""
+    if "ImageId_ClassId" in frame.columns:
+        return list(frame["ImageId_ClassId"])
+    return [f"{image}_{class_id}" for image, class_id in zip(frame["ImageId"], frame["ClassId"])]
+
+
+def check_covers(submission_path: str | os.PathLike, truth_path: str | os.PathLike) -> int:
+    """Check that a submission lists every (image, class) pair of the truth exactly once and nothing else,
+    as Kaggle's scorer requires (the files may use different schemas); return the number of pairs.
+
+    A truth in the long schema names its images by their defect rows; each such image needs four rows."""
+    read_table(submission_path)  # schema, classes 1-4 only, no pair twice with a defect: named by row
+    frame = read_csv(submission_path)
+    detect_schema(frame.columns)
+    expected, _, _ = expected_rows(truth_path)
+    wanted = list(expected["ImageId"] + "_" + expected["ClassId"].astype(str))
+    if not wanted:
+        raise SubmissionError(f"{truth_path}: no rows to score against")
+    keys = row_keys(frame)
+    if not keys:
+        raise SubmissionError(f"{submission_path}: no rows (a header alone)")
+    counts = pd.Series(keys).value_counts()
+    problems = []
+    if (counts > 1).any():
+        problems.append(f"{int((counts > 1).sum())} pairs appear more than once, e.g. {counts[counts > 1].index[0]}")
+    missing = sorted(set(wanted) - set(keys))
+    if missing:
+        problems.append(f"{len(missing)} of the truth's {len(wanted)} (image, class) pairs are missing, "
+                        f"e.g. {missing[0]}")
+    extra = sorted(set(keys) - set(wanted))
+    if extra:
+        images = sorted({k.rsplit("_", 1)[0] for k in extra})
+        problems.append(f"{len(extra)} rows are not pairs of the truth ({len(images)} images, e.g. {extra[0]})")
+    if problems:
+        raise SubmissionError(f"{submission_path} does not cover {truth_path} as Kaggle requires: "
+                              + "; ".join(problems))
+    return len(wanted)

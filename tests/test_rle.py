@@ -104,3 +104,19 @@ def test_error_names_the_pair():
 def test_encode_rejects_non_2d():
     with pytest.raises(ValueError, match="2-D"):
         rle.encode(np.zeros((2, 3, 4)))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("2 9223372036854775807", r"'9223372036854775807' at position 2 is larger than the 400 pixels"),
+    ("1 99999999999999999999", r"'99999999999999999999' at position 2 is larger"),
+    ("9223372036854775808 1", r"'9223372036854775808' at position 1 is larger"),
+    ("1 \u0663", r"'\u0663' at position 2 is not an integer"),  # an Arabic-Indic three
+    ("1 +3", r"'\+3' at position 2 is not an integer"),
+])
+def test_values_are_checked_against_the_image_before_any_arithmetic(text, message):
+    with pytest.raises(ValueError, match=message):
+        rle.decode(text, (20, 20))
+
+
+def test_leading_zeros_are_still_numbers():
+    np.testing.assert_array_equal(rle.decode("0000001 0000002", (2, 2)), rle.decode("1 2", (2, 2)))
