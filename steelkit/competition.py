@@ -150,16 +150,47 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(H, W) from an image file's header alone (no decoding); None when the header cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return height, width
+
+
+def agreed_shape(paths, what: str = "images") -> tuple[int, int]:
+    """The (H, W) of the images a run uses: the size most of them have, read off their headers.
+
+    One stray image of another size must not decide the size for all the others (the first file in sorted
+    order once did): the majority decides, and the odd ones are then named wherever they are used
+    (training refuses them by name, prediction writes empty rows for them with a warning). A tie between
+    two sizes is no majority: it raises, naming examples of both. Unreadable headers are left to the
+    reader that uses the file."""
+    sizes: dict[tuple[int, int], list[str]] = {}
+    for path in map(Path, paths):
+        size = image_size(path)
+        if size is not None:
+            sizes.setdefault(size, []).append(path.name)
+    if not sizes:
+        raise FileNotFoundError(f"no readable {what} to read the image size from")
+    ranked = sorted(sizes.items(), key=lambda item: -len(item[1]))
+    if len(ranked) > 1 and len(ranked[0][1]) == len(ranked[1][1]):
+        listed = "; ".join(f"{len(names)} of {h}x{w} (e.g. {names[0]})" for (h, w), names in ranked[:3])
+        raise ValueError(f"the {what} disagree on their size with no majority: {listed}")
+    return ranked[0][0]
+
+
 def image_shape(folder: str | os.PathLike) -> tuple[int, int]:
-    """(H, W) of the images in a folder or a competition folder (its test, then train images), read off
-    the first readable one (a broken image is reported where it is used, not here)."""
+    """(H, W) of the images in a folder or a competition folder (its test, then train images): the size
+    most of them have (``agreed_shape``)."""
     folder = Path(folder)
     for sub in (folder, folder / "test_images", folder / "train_images"):
-        if not sub.is_dir():
-            continue
-        for path in sorted(p for p in sub.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
-            try:
-                return read_image(path).shape[:2]
-            except (OSError, ValueError):
-                continue
+        paths = sorted(p for p in sub.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")) \
+            if sub.is_dir() else []
+        if paths:
+            return agreed_shape(paths, f"images in {sub}")
     raise FileNotFoundError(f"{folder}: no readable images to read the image size from")

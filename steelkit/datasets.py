@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from steelkit import rle as rle_lib
 from steelkit.competition import RLE_COLUMNS, decode_row, read_image
 
 
@@ -27,12 +28,14 @@ class Sample:
     image_path: Path
     rles: tuple[str, str, str, str]
     pseudo: bool = False
+    source: str = ""  # the label file the RLEs come from, for error messages
 
 
-def samples_from_table(table: pd.DataFrame, image_dir: str | os.PathLike, pseudo: bool = False) -> list[Sample]:
+def samples_from_table(table: pd.DataFrame, image_dir: str | os.PathLike, pseudo: bool = False,
+                       source: str | os.PathLike = "") -> list[Sample]:
     """One Sample per row of a canonical table, images looked up in ``image_dir``."""
     image_dir = Path(image_dir)
-    return [Sample(image_dir / image_id, tuple(rles), pseudo)
+    return [Sample(image_dir / image_id, tuple(rles), pseudo, str(source))
             for image_id, *rles in table[["ImageId", *RLE_COLUMNS]].itertuples(index=False)]
 
 
@@ -51,6 +54,22 @@ def check_images(paths: list[Path], shape: tuple[int, int], workers: int = 4) ->
         listed = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise ValueError(f"{len(problems)} of {len(paths)} training images cannot be used:\n  {listed}{more}")
+
+
+def check_labels(samples: list[Sample], shape: tuple[int, int]) -> None:
+    """Parse every RLE of every sample up front; raise naming the file, image, class and problem of each
+    bad one (a bad label found only when its batch loads would end a run after hours)."""
+    problems = []
+    for sample in samples:
+        for class_id, text in enumerate(sample.rles, start=1):
+            try:
+                rle_lib.parse(text, shape)
+            except ValueError as error:
+                problems.append(f"{sample.source}: image {sample.image_path.name} class {class_id}: {error}")
+    if problems:
+        listed = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise ValueError(f"{len(problems)} training labels cannot be used:\n  {listed}{more}")
 
 
 class SteelDataset(Dataset):

@@ -1,4 +1,9 @@
-"""Multilabel-stratified K folds on class presence, deterministic for a seed."""
+"""Multilabel-stratified K folds on class presence, deterministic for a seed.
+
+A folds CSV (``ImageId, fold, seed``) says how it was made: the number of folds is its largest fold + 1,
+the seed its ``seed`` column (absent in files made by hand or by older versions: then unknown). A run
+that finds a folds file made with another number of folds or another seed than its recipe asks for stops
+with an error naming both, rather than training on other folds than its recipe.json records."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from steelkit.competition import presence
 
 
 def make_folds(table: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
-    """Assign every image of the canonical table a fold in [0, n_folds) -> DataFrame (ImageId, fold).
+    """Assign every image of the canonical table a fold in [0, n_folds) -> DataFrame (ImageId, fold, seed).
 
     Stratified on the four presence labels plus a fifth "no defect" label, so that defect-free images
     spread evenly too.
@@ -27,7 +32,7 @@ def make_folds(table: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> pd.Data
     splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for k, (_, valid) in enumerate(splitter.split(np.zeros(len(table)), targets)):
         fold[valid] = k
-    return pd.DataFrame({"ImageId": table["ImageId"].to_numpy(), "fold": fold})
+    return pd.DataFrame({"ImageId": table["ImageId"].to_numpy(), "fold": fold, "seed": seed})
 
 
 def save_folds(folds: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -37,7 +42,18 @@ def save_folds(folds: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def read_folds(path: str | os.PathLike, table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Read a folds CSV; with ``table``, check that it covers exactly the table's images."""
-    folds = pd.read_csv(path, dtype={"ImageId": str, "fold": int})
+    from steelkit.competition import read_csv
+
+    folds = read_csv(path)
+    if not {"ImageId", "fold"} <= set(folds.columns) or folds.empty:
+        raise ValueError(f"{path}: expected columns ImageId,fold[,seed] and one row per image")
+    numbers = pd.to_numeric(folds["fold"], errors="coerce")
+    if numbers.isna().any() or (numbers < 0).any():
+        row = int(numbers.isna().to_numpy().argmax()) if numbers.isna().any() else int((numbers < 0).argmax())
+        raise ValueError(f"{path}, row {row + 2}: fold {folds['fold'].iloc[row]!r} is not a fold number")
+    folds["fold"] = numbers.astype(int)
+    if "seed" in folds.columns:
+        folds["seed"] = pd.to_numeric(folds["seed"], errors="coerce")
     if table is not None:
         missing = set(table["ImageId"]) - set(folds["ImageId"])
         if missing:
@@ -46,11 +62,26 @@ def read_folds(path: str | os.PathLike, table: pd.DataFrame | None = None) -> pd
     return folds
 
 
+def check_made_as(folds: pd.DataFrame, path: str | os.PathLike, n_folds: int, seed: int) -> None:
+    """Raise unless the folds were made with ``n_folds`` folds and (where recorded) ``seed``."""
+    found = int(folds["fold"].max()) + 1
+    if found != n_folds:
+        raise ValueError(f"{path} holds {found} folds, the recipe asks for {n_folds}: train with "
+                         f"--set n_folds={found}, or move {path} away to make {n_folds} new folds")
+    seeds = set(folds["seed"].dropna().astype(int)) if "seed" in folds.columns else set()
+    if seeds and seeds != {seed}:
+        raise ValueError(f"{path} was made with seed {sorted(seeds)[0]}, the recipe asks for folds_seed {seed}: "
+                         f"train with --set folds_seed={sorted(seeds)[0]}, or move {path} away to make new folds")
+
+
 def load_or_make(table: pd.DataFrame, path: str | os.PathLike, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
-    """Read the folds at ``path`` if present, else make and save them there."""
+    """Read the folds at ``path`` if present (they must have been made with ``n_folds`` and ``seed``), else
+    make and save them there."""
     path = Path(path)
     if path.is_file():
-        return read_folds(path, table)
+        folds = read_folds(path, table)
+        check_made_as(folds, path, n_folds, seed)
+        return folds
     folds = make_folds(table, n_folds, seed)
     save_folds(folds, path)
     return folds

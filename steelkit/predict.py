@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from steelkit import atomic, checkpoint, pseudo, submission, tta
 from steelkit import rle as rle_lib
 from steelkit.augment import eval_transform
-from steelkit.competition import RLE_COLUMNS, image_shape, read_table
+from steelkit.competition import RLE_COLUMNS, agreed_shape, read_table
 from steelkit.datasets import TestImages
 from steelkit.models import pad_to_multiple
 from steelkit.postprocess import PostprocessConfig, postprocess
@@ -117,8 +117,8 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one image size throughout: pick the fastest kernels once
-    shape = image_shape(data_dir / "test_images")
     image_ids = sample_image_ids(data_dir)
+    shape = agreed_shape([data_dir / "test_images" / i for i in image_ids], "test images of the sample")
     segment = Ensemble(segmenters, device, "segmenter")
     classify = Ensemble(classifiers, device, "classifier") if classifiers else None
     post = config.postprocess.for_shape(shape)

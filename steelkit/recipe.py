@@ -53,6 +53,7 @@ class Recipe:
     n_folds: int = 5
     fold: int = 0
     folds_seed: int = 42
+    folds_file: str = ""  # the folds CSV trained on; "" = <data>/folds.csv, else <out>/folds.csv, else made there
     seed: int = 0
     num_workers: int = 2
     val_batch_size: int = 4

@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 
 from steelkit import atomic, checkpoint, distributed, folds, validation
 from steelkit.augment import eval_transform, train_transform
-from steelkit.competition import image_shape, read_labels
-from steelkit.datasets import SteelDataset, check_images, samples_from_table, worker_init_fn
+from steelkit.competition import agreed_shape, read_labels
+from steelkit.datasets import SteelDataset, check_images, check_labels, samples_from_table, worker_init_fn
 from steelkit.losses import build_loss
 from steelkit.models import build_model, freeze_unused
 from steelkit.recipe import Recipe
@@ -145,29 +145,36 @@ def epoch_seed(recipe: Recipe, epoch: int, rank: int = 0) -> int:
     return recipe.seed * 100_003 + epoch + 1_000_003 * rank
 
 
-def find_folds(data_dir: Path, out_dir: Path, table: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
-    """The folds CSV in the data folder if there is one, else in the output folder, else new folds saved
-    to the output folder (the data folder may be read-only, as /kaggle/input is)."""
-    for folder in (data_dir, out_dir):
-        if (folder / "folds.csv").is_file():
-            made = folds.read_folds(folder / "folds.csv", table)
-            if made["fold"].max() + 1 == recipe.n_folds:
-                return made
-    return folds.load_or_make(table, out_dir / "folds.csv", recipe.n_folds, recipe.folds_seed)
+def find_folds(data_dir: Path, out_dir: Path, table: pd.DataFrame, recipe: Recipe) -> tuple[pd.DataFrame, Path]:
+    """The folds to train on and their file: the recipe's ``folds_file``, else the folds CSV in the data
+    folder, else in the output folder, else new folds saved to the output folder (the data folder may be
+    read-only, as /kaggle/input is). A file made with other folds or another seed is an error."""
+    candidates = [Path(recipe.folds_file)] if recipe.folds_file else [data_dir / "folds.csv", out_dir / "folds.csv"]
+    for path in candidates:
+        if path.is_file():
+            made = folds.read_folds(path, table)
+            folds.check_made_as(made, path, recipe.n_folds, recipe.folds_seed)
+            return made, path
+    if recipe.folds_file:
+        raise FileNotFoundError(f"folds_file {recipe.folds_file}: no such file")
+    return folds.load_or_make(table, out_dir / "folds.csv", recipe.n_folds, recipe.folds_seed), out_dir / "folds.csv"
 
 
-def training_rows(recipe: Recipe, data_dir: Path, out_dir: Path, shape):
-    """(train samples, validation samples, validation image ids) for the recipe's fold, with pseudo rows."""
+def training_rows(recipe: Recipe, data_dir: Path, out_dir: Path):
+    """(train samples, validation samples, validation image ids, folds file) for the recipe's fold, with
+    pseudo rows."""
     from steelkit.pseudo import read_pseudo_labels
 
-    table = read_labels(data_dir / "train.csv", data_dir / "train_images")
-    fold_of = find_folds(data_dir, out_dir, table, recipe).set_index("ImageId")["fold"]
+    labels = data_dir / "train.csv"
+    table = read_labels(labels, data_dir / "train_images")
+    made, folds_file = find_folds(data_dir, out_dir, table, recipe)
+    fold_of = made.set_index("ImageId")["fold"]
     in_valid = table["ImageId"].map(fold_of).to_numpy() == recipe.fold
-    train = samples_from_table(table[~in_valid], data_dir / "train_images")
+    train = samples_from_table(table[~in_valid], data_dir / "train_images", source=labels)
     for path in filter(None, (p.strip() for p in recipe.pseudo_labels.split(","))):
-        train += samples_from_table(read_pseudo_labels(path), data_dir / "test_images", pseudo=True)
-    valid = samples_from_table(table[in_valid], data_dir / "train_images")
-    return train, valid, table["ImageId"][in_valid].tolist()
+        train += samples_from_table(read_pseudo_labels(path), data_dir / "test_images", pseudo=True, source=path)
+    valid = samples_from_table(table[in_valid], data_dir / "train_images", source=labels)
+    return train, valid, table["ImageId"][in_valid].tolist(), folds_file
 
 
 def make_loader(dataset, recipe: Recipe, context, epoch: int, train: bool) -> DataLoader:
@@ -203,10 +210,13 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     if context.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop and image shapes: pick the fastest kernels once
 
-    shape = image_shape(data_dir / "train_images")
-    train_samples, valid_samples, valid_ids = training_rows(recipe, data_dir, out_dir, shape)
+    train_samples, valid_samples, valid_ids, folds_file = training_rows(recipe, data_dir, out_dir)
+    recipe = dataclasses.replace(recipe, folds_file=str(folds_file.resolve()))  # recipe.json says which folds
+    used = [s.image_path for s in train_samples + valid_samples]
+    shape = agreed_shape(used, "training images")
     if context.main:
-        check_images([s.image_path for s in train_samples + valid_samples], shape)
+        check_images(used, shape)
+        check_labels(train_samples + valid_samples, shape)
     train_set = SteelDataset(train_samples, shape, train_transform(recipe, shape))
     valid_set = SteelDataset(valid_samples, shape, eval_transform())
     valid_shard = validation.shard(valid_set, recipe.val_batch_size, context.rank, context.world_size)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from steelkit import competition, folds, synthetic
 
@@ -23,5 +24,9 @@ def test_load_or_make_saves_then_reads(tmp_path, mini):
     path = tmp_path / "folds.csv"
     made = folds.load_or_make(table, path, n_folds=4, seed=1)
     assert path.is_file()
-    again = folds.load_or_make(table, path, n_folds=4, seed=999)  # read back, not remade
-    assert again.equals(made)
+    again = folds.load_or_make(table, path, n_folds=4, seed=1)  # read back, not remade
+    assert again[["ImageId", "fold"]].equals(made[["ImageId", "fold"]])
+    with pytest.raises(ValueError, match="made with seed 1, the recipe asks for folds_seed 999"):
+        folds.load_or_make(table, path, n_folds=4, seed=999)
+    with pytest.raises(ValueError, match="holds 4 folds, the recipe asks for 5: train with --set n_folds=4"):
+        folds.load_or_make(table, path, n_folds=5, seed=1)
