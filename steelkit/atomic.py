@@ -45,3 +45,14 @@ def write_csv(frame, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
     return Path(path)
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Check before the work that ``path`` can be written as a file: not a folder, its folder creatable."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path}: is a folder; give a file name (e.g. {path / 'submission.csv'})")
+    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise PermissionError(f"{what} {path}: {parent} is not a writable folder")
+    return path

@@ -7,6 +7,8 @@ inference loads), ``last.pt`` (everything needed to resume), ``metrics.csv`` and
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -31,9 +33,20 @@ def load_state(path: str | os.PathLike) -> dict:
         path = path / BEST
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path}: no such file")
-    # Our own checkpoints hold RNG states and the recipe dict beside tensors, hence weights_only=False:
-    # load only checkpoints you or steelkit made.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: a checkpoint is tensors and plain values (steelkit stores no RNG state or other objects),
+    # so unpickling one never runs code, even from someone else's attached dataset
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[-1][:200] if str(error).strip() else type(error).__name__
+        raise ValueError(f"checkpoint {path}: refused, it holds more than tensors and plain values (loading it "
+                         f"could run code it carries; steelkit loads weights only): {reason}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ValueError(f"checkpoint {path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
+    if not isinstance(state, dict) or "model" not in state or "recipe" not in state:
+        raise ValueError(f"checkpoint {path}: not a steelkit checkpoint (expected a dict with model and recipe)")
+    return state
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):

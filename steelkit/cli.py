@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import warnings
 from pathlib import Path
 
 from steelkit import rle as rle_lib
@@ -36,7 +37,7 @@ def cmd_synth(args) -> int:
 
     config = synthetic.SynthConfig(n_train=args.train, n_test=args.test, seed=args.seed,
                                    height=args.shape[0], width=args.shape[1], train_schema=args.schema)
-    out = synthetic.make(args.out, config)
+    out = synthetic.make(args.out, config, replace=args.replace)
     print(f"wrote a synthetic competition to {out}: {args.train} train and {args.test} test images of "
           f"{config.height}x{config.width}; hidden truth in {out / 'test_truth.csv'}")
     return 0
@@ -104,8 +105,11 @@ def _report_against_truth(table, truth_path: Path, data: Path, shape, overlays_d
     empty = metric.dice_tables(truth, table.assign(rle_1="", rle_2="", rle_3="", rle_4=""), shape)
     print(metric.format_report(metric.summarize(scores), metric.summarize(empty[[1, 2, 3, 4]].to_numpy())))
     if overlays_dir is not None:
-        written = overlay.write_overlays(data / "test_images", table, truth, overlays_dir, shape)
-        print(f"{len(written)} overlay pictures in {overlays_dir}")
+        try:  # pictures come after a valid submission: they warn, never change the exit status
+            written = overlay.write_overlays(data / "test_images", table, truth, overlays_dir, shape)
+            print(f"{len(written)} overlay pictures in {overlays_dir}")
+        except (OSError, ValueError) as error:
+            warnings.warn(f"no overlay pictures: {error}", stacklevel=1)
 
 
 def cmd_predict(args) -> int:
@@ -145,10 +149,9 @@ def cmd_pseudo(args) -> int:
     from steelkit import checkpoint, predict
 
     config = predict.InferenceConfig.load(args.config) if args.config else predict.InferenceConfig()
-    out = Path(args.out)
     result = predict.predict(args.data, checkpoint.find_checkpoints(args.classifiers),
-                             checkpoint.find_checkpoints(args.segmenters), out.with_name(out.stem + ".submission.csv"),
-                             config, pseudo_out=out, pseudo_round=args.round, device=args.device)
+                             checkpoint.find_checkpoints(args.segmenters), None, config, pseudo_out=Path(args.out),
+                             pseudo_round=args.round, device=args.device)
     print(f"wrote {result['pseudo']}: {result['pseudo_images']} of {result['images']} test images chosen "
           f"(round {args.round})")
     return 0
@@ -165,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shape", type=_shape, default=rle_lib.DEFAULT_SHAPE, help="HEIGHTxWIDTH (default 256x1600)")
     p.add_argument("--schema", choices=("long", "wide"), default="long", help="schema of train.csv and the sample")
+    p.add_argument("--replace", action="store_true", help="replace a competition already in OUT, whole")
     p.set_defaults(run=cmd_synth)
 
     p = sub.add_parser("score", help="Kaggle mean Dice of a submission against the truth (either schema)")
@@ -236,13 +240,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 # A user's mistake (a bad file, row, value or option) surfaces as one of these, with a message that names
 # it: one line and exit 2. Anything else is steelkit's own bug and keeps its traceback.
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+               PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    def show(message, category, filename, lineno, file=None, line=None):  # steelkit's own lines, no source
+        print(f"steelkit {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = show
+            return args.run(args)
     except USER_ERRORS as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"steelkit {args.command}: error: {message}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -51,8 +52,12 @@ def write_overlays(image_dir: str | os.PathLike, pred: pd.DataFrame, truth: pd.D
             if truth_by_id is not None and image_id in truth_by_id.index else None
         if not any(rles) and not any(truth_rles or []):
             continue
-        picture = draw(read_image(Path(image_dir) / image_id),
-                       decode_row(truth_rles, shape) if truth_rles else None, decode_row(rles, shape))
+        try:  # a picture is a courtesy: a missing or broken image skips it, never the run
+            image = read_image(Path(image_dir) / image_id)
+        except (OSError, ValueError) as error:
+            warnings.warn(f"no overlay picture for {image_id}: {error}", stacklevel=2)
+            continue
+        picture = draw(image, decode_row(truth_rles, shape) if truth_rles else None, decode_row(rles, shape))
         picture = np.concatenate([legend(picture.shape[1]), picture])
         path = out_dir / f"{Path(image_id).stem}.png"
         cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))

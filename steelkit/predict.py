@@ -44,6 +44,11 @@ class InferenceConfig:
 
     def __post_init__(self):
         tta.check_modes(self.tta)
+        if not 0 <= self.pseudo_low <= self.pseudo_high <= 1:
+            raise ValueError(f"pseudo_low {self.pseudo_low} and pseudo_high {self.pseudo_high}: expected "
+                             "0 <= pseudo_low <= pseudo_high <= 1")
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError(f"batch_size {self.batch_size} (at least 1), num_workers {self.num_workers} (0 or more)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -53,11 +58,34 @@ class InferenceConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> InferenceConfig:
-        values = json.loads(Path(path).read_text())
-        values["postprocess"] = PostprocessConfig(**{k: tuple(v) for k, v in values.get("postprocess", {}).items()})
-        if "tta" in values:
-            values["tta"] = tuple(values["tta"])
-        return cls(**values)
+        """Read an inference.json; a bad file, key, type or value raises ValueError naming the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"inference config {path}: no such file")
+        try:
+            values = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object of InferenceConfig fields")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        post_fields = {f.name for f in dataclasses.fields(PostprocessConfig)}
+        unknown = sorted(set(values) - set(fields)) + sorted(
+            f"postprocess.{k}" for k in set(values.get("postprocess", {}) or {}) - post_fields)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}; expected {sorted(fields)} and postprocess.{{"
+                             f"{', '.join(sorted(post_fields))}}}")
+        try:
+            post = values.get("postprocess", {})
+            values["postprocess"] = PostprocessConfig(**{k: tuple(v) for k, v in post.items()})
+            if "tta" in values:
+                values["tta"] = tuple(values["tta"])
+            for name in ("batch_size", "num_workers"):
+                if name in values and type(values[name]) is not int:
+                    raise ValueError(f"{name} {values[name]!r}: expected an integer")
+            return cls(**values)
+        except (TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
 class Ensemble:
@@ -107,11 +135,16 @@ def sample_image_ids(data_dir: Path) -> list[str]:
     return read_table(data_dir / "sample_submission.csv", sample=True)[0]["ImageId"].tolist()
 
 
-def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: list[Path], out_csv: str | os.PathLike,
+def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: list[Path],
+            out_csv: str | os.PathLike | None,
             config: InferenceConfig = InferenceConfig(), pseudo_out: str | os.PathLike | None = None,
             pseudo_round: int = 1, device: str | None = None) -> dict:
-    """Predict the test set of ``data_dir`` and write ``out_csv`` (and the pseudo labels); return a summary."""
+    """Predict the test set of ``data_dir`` and write ``out_csv`` (None: no submission) and the pseudo labels;
+    return a summary."""
     data_dir = Path(data_dir)
+    for path, what in ((out_csv, "submission"), (pseudo_out, "pseudo labels")):
+        if path is not None:
+            atomic.check_writable(path, what)  # before the work, not after an hour of it
     if pseudo_out is not None and not classifiers:
         raise ValueError("pseudo labels need a classifier ensemble (the seed's rule reads its probabilities)")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -151,8 +184,9 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
                     cls_probs[j], seg_masks.any(axis=(1, 2)), config.pseudo_high, config.pseudo_low):
                 pseudo_rows += pseudo.pseudo_rows(image_id, rles, pseudo_round, models)
     table = pd.DataFrame(rows, columns=["ImageId", *RLE_COLUMNS])
-    out_csv = submission.write(table, data_dir / "sample_submission.csv", out_csv, shape)
-    config.save(Path(out_csv).with_suffix(".inference.json"))
+    if out_csv is not None:
+        out_csv = submission.write(table, data_dir / "sample_submission.csv", out_csv, shape)
+        config.save(Path(out_csv).with_suffix(".inference.json"))
     summary = {"submission": out_csv, "images": len(image_ids), "failed": failed, "table": table, "shape": shape}
     if pseudo_out is not None:
         summary["pseudo"] = pseudo.write_pseudo_labels(pseudo_rows, pseudo_out)

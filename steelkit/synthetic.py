@@ -14,6 +14,7 @@ defect, as the real annotators' are.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,9 +181,29 @@ def wide_rows(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["ImageId_ClassId", "EncodedPixels"])
 
 
-def make(out: str | os.PathLike, config: SynthConfig = SynthConfig()) -> Path:
-    """Write a synthetic competition into ``out`` (see the module docstring); return ``out``."""
+def make(out: str | os.PathLike, config: SynthConfig = SynthConfig(), replace: bool = False) -> Path:
+    """Write a synthetic competition into ``out`` (see the module docstring); return ``out``.
+
+    ``out`` must be empty or absent: new CSVs over old images would label visible defects defect-free.
+    With ``replace``, a folder holding a competition (train.csv or sample_submission.csv) is replaced
+    whole: the new one is written beside it, then swapped in."""
     out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not replace:
+            raise FileExistsError(f"{out} is not empty; choose an empty folder, or replace the competition "
+                                  "there whole (--replace)")
+        if not ((out / "train.csv").is_file() or (out / "sample_submission.csv").is_file()):
+            raise FileExistsError(f"{out} does not hold a competition (no train.csv or sample_submission.csv); "
+                                  "refusing to replace it")
+        staging = out.with_name(f".{out.name}.new")
+        shutil.rmtree(staging, ignore_errors=True)
+        make(staging, config)
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old)
+        return out
     rng = np.random.default_rng(config.seed)
     taken: set[str] = set()
     train_ids, test_ids = _image_ids(config.n_train, rng, taken), _image_ids(config.n_test, rng, taken)

@@ -62,8 +62,9 @@ def downscale_truth(table: pd.DataFrame, ids: list[str], shape, scale: int) -> n
     out = []
     for rles in rows:
         masks = decode_row(rles, shape).astype(np.float32)
-        if scale > 1:
-            masks = masks.reshape(4, shape[0] // scale, scale, shape[1] // scale, scale).mean(axis=(2, 4))
+        if scale > 1:  # as the maps were pooled: whole blocks only, a remainder row or column dropped
+            height, width = shape[0] // scale, shape[1] // scale
+            masks = masks[:, :height * scale, :width * scale].reshape(4, height, scale, width, scale).mean(axis=(2, 4))
         out.append(masks >= 0.5)
     return np.stack(out)
 

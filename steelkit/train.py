@@ -40,6 +40,22 @@ from steelkit.losses import build_loss
 from steelkit.models import build_model, freeze_unused
 from steelkit.recipe import Recipe
 
+# Fields a resumed run may change: more (or fewer) epochs, a common wish (the schedule is then stretched
+# over the new length from where the run stands), and what only affects data loading and validation
+# batching. Anything else would make the resumed run a different run than its recipe.json says.
+RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size")
+
+
+def check_resumable(saved: Recipe, recipe: Recipe, path: Path) -> None:
+    """Raise naming every field that differs between the run in ``path`` and ``recipe``, unless all of
+    them are RESUMABLE_CHANGES."""
+    differ = [f.name for f in dataclasses.fields(Recipe) if getattr(saved, f.name) != getattr(recipe, f.name)]
+    refused = [name for name in differ if name not in RESUMABLE_CHANGES]
+    if refused:
+        changes = ", ".join(f"{n} {getattr(saved, n)!r} -> {getattr(recipe, n)!r}" for n in refused)
+        raise ValueError(f"{path} was made by another recipe ({changes}); a resumed run may change only "
+                         f"{', '.join(RESUMABLE_CHANGES)}")
+
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """SGD (classifier) or RAdam (segmenter) from torch, as the recipe says."""
@@ -237,8 +253,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     start, best, history = 0, (-math.inf, -math.inf), []
     if resume and (out_dir / checkpoint.LAST).exists():
         state = checkpoint.load_state(out_dir / checkpoint.LAST)
-        if Recipe.from_dict(state["recipe"]) != recipe:
-            raise ValueError(f"{out_dir / checkpoint.LAST} was made by another recipe; resume with the same one")
+        check_resumable(Recipe.from_dict(state["recipe"]), recipe, out_dir / checkpoint.LAST)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
