@@ -41,13 +41,28 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python
 
 
 def load_settings(path: Path = KERNELS / "kernels.json") -> dict:
-    """The kernels' settings; every title must slugify to at least 5 characters."""
+    """The kernels' settings, checked against Kaggle's limits before anything is built: every kernel has a
+    title of 5 to 50 characters that slugifies to its slug, slugs are unique, and its source file exists."""
     settings = json.loads(path.read_text())
-    for kernel in settings["kernels"]:
-        kernel.setdefault("slug", slugify(kernel["title"]))
-        if len(kernel["slug"]) < 5 or slugify(kernel["title"]) != kernel["slug"]:
-            raise ValueError(f"{path}: kernel {kernel['title']!r}: the title must slugify to its slug "
+    seen: dict[str, str] = {}
+    for number, kernel in enumerate(settings["kernels"], start=1):
+        title = kernel.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise ValueError(f"{path}: kernel {number} has no title (Kaggle derives the kernel's slug from it)")
+        if not 5 <= len(title) <= 50:
+            raise ValueError(f"{path}: kernel {number} title {title!r} has {len(title)} characters; Kaggle "
+                             "accepts 5 to 50")
+        kernel.setdefault("slug", slugify(title))
+        if len(kernel["slug"]) < 5 or slugify(title) != kernel["slug"]:
+            raise ValueError(f"{path}: kernel {title!r}: the title must slugify to its slug "
                              f"(at least 5 characters), as Kaggle derives one from the other")
+        if kernel["slug"] in seen:
+            raise ValueError(f"{path}: kernels {seen[kernel['slug']]!r} and {title!r} have the same slug "
+                             f"{kernel['slug']!r}: one would overwrite the other")
+        seen[kernel["slug"]] = title
+        source = KERNELS / kernel.get("source", "")
+        if not kernel.get("source") or not source.is_file():
+            raise FileNotFoundError(f"{path}: kernel {title!r}: source {source} not found")
     return settings
 
 
