@@ -1,9 +1,11 @@
 # Two entry points: `make demo` (the offline rehearsal) and `make test`. Both create the virtual
-# environment on first use and reuse it while requirements.txt is unchanged.
+# environments on first use and reuse them while their records are unchanged: .venv/ from requirements.txt,
+# .venv-kaggle/ (Kaggle's image, where notebooks are rehearsed) from kernels/kaggle-image.txt.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+KAGGLE_STAMP := .venv-kaggle/kaggle-image.txt
 
 .PHONY: demo test bench lint
 
@@ -12,14 +14,17 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	cp requirements.txt $(STAMP)
 
-demo: $(STAMP)
+$(KAGGLE_STAMP): kernels/kaggle-image.txt $(STAMP)
+	$(BIN)/python -c "from steelkit_kaggle import image; image.ensure()"
+
+demo: $(STAMP) $(KAGGLE_STAMP)
 	$(BIN)/python build_kernel.py --demo --out demo-output
 
-test: $(STAMP)
+test: $(STAMP) $(KAGGLE_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks
 
 lint: $(STAMP)
-	$(BIN)/ruff check steelkit tests build_kernel.py
+	$(BIN)/ruff check steelkit steelkit_kaggle tests build_kernel.py

@@ -32,9 +32,9 @@ from steelkit import checkpoint, overlay, paths, predict, thresholds
 
 data_dir = paths.find_data_dir()
 working = paths.working_dir()
-roots = [paths.input_dir() / m for m in MODELS] or [p for p in paths.input_dir().iterdir()
-                                                      if p.is_dir() and p != data_dir]
-found = checkpoint.split_by_stage(checkpoint.find_checkpoints(r for r in roots if any(r.rglob("best.pt"))))
+# every checkpoint under the inputs named (datasets, notebook outputs, Kaggle Models), else under all inputs
+roots = [paths.resolve_input(m) for m in MODELS] or [paths.input_dir()]
+found = checkpoint.split_by_stage(checkpoint.find_checkpoints(roots))
 print(f"{len(found['classifier'])} classifiers, {len(found['segmenter'])} segmenters:")
 for path in found["classifier"] + found["segmenter"]:
     print("  ", path.relative_to(paths.input_dir()))
@@ -42,7 +42,7 @@ for path in found["classifier"] + found["segmenter"]:
 # %%
 config = predict.InferenceConfig(tta=tuple(TTA), batch_size=BATCH_SIZE)
 if INFERENCE_CONFIG:
-    config = predict.InferenceConfig.load(paths.input_dir() / INFERENCE_CONFIG)
+    config = predict.InferenceConfig.load(paths.resolve_input(INFERENCE_CONFIG))
 elif TUNE_THRESHOLDS and all((p.parent / "oof.npz").is_file() for p in found["segmenter"]):
     search = thresholds.search([p.parent for p in found["classifier"]], [p.parent for p in found["segmenter"]],
                                data_dir)

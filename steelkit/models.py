@@ -106,23 +106,35 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
-HEAD_PREFIXES = ("fc.", "_fc.", "classifier.", "head.", "last_linear.")
+HEAD_PREFIXES = ("fc.", "_fc.", "classifier.", "head.", "last_linear.", "conv_head.")
+
+
+def _without_model_prefix(key: str) -> str:
+    return key[len("model."):] if key.startswith("model.") else key
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | os.PathLike) -> None:
-    """Load ImageNet-style encoder weights from a local file; classification-head keys are dropped,
-    ``module.``/``encoder.`` prefixes stripped. Any other mismatch raises, naming the keys."""
+    """Load ImageNet-style encoder weights from a local file: a staged ``<encoder>.safetensors``, a hub
+    snapshot folder (``config.json`` + ``model.safetensors``, as smp and timm download it), or a .pth/.pt.
+    Classification-head keys are dropped, ``module.``/``encoder.`` prefixes stripped, a timm model's keys
+    prefixed to fit smp's ``tu-`` encoders. Any other mismatch raises, naming the keys."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
     state = read_state_dict(path)
     for prefix in ("module.", "encoder."):
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
+    own = list(encoder.state_dict())
+    if own and all(k.startswith("model.") for k in own) and not all(k.startswith("model.") for k in state):
+        state = {f"model.{k}": v for k, v in state.items()}  # timm's full model -> smp's TimmUniversalEncoder
+    state = {k: v for k, v in state.items() if not _without_model_prefix(k).startswith(HEAD_PREFIXES)}
     # nn.Module's own method: some smp encoders override load_state_dict and return nothing
     try:
         missing, unexpected = nn.Module.load_state_dict(encoder, state, strict=False)
     except RuntimeError as error:  # shapes that differ
         raise ValueError(f"{path} does not fit encoder {type(encoder).__name__}: {error}") from None
-    missing = [k for k in missing if not k.startswith(HEAD_PREFIXES)]
+    missing = [k for k in missing if not _without_model_prefix(k).startswith(HEAD_PREFIXES)]
     if missing or unexpected:
         raise ValueError(f"{path} does not fit encoder {type(encoder).__name__}: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")

@@ -319,7 +319,8 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
                     init_from: str = "", pseudo_labels: str = "", resume_from: str = "",
                     epochs_now: int | None = None, gpus: int | None = None, device: str | None = None) -> dict:
     """What a training notebook does: the preset with its overrides, every input named relative to the
-    attached inputs (/kaggle/input on Kaggle), the output in <working>/<preset>-fold<k>. ``resume_from``
+    attached inputs as ``<input slug>/<path>`` (found wherever Kaggle mounts them), the output in
+    <working>/<preset>-fold<k>. ``resume_from``
     names an attached earlier output of the same notebook to continue from.
 
     ``gpus`` (default: the CUDA devices visible) > 1: the run goes to torchrun, one process per device
@@ -330,16 +331,15 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
     from steelkit import launch, paths
     from steelkit.recipe import override, preset
 
-    inputs = paths.input_dir()
     out_dir = paths.working_dir() / f"{preset_name}-fold{fold}"
     changes = [f"fold={fold}", *overrides]
     for field, value in (("encoder_weights", encoder_weights), ("pseudo_labels", pseudo_labels)):
         if value:
-            changes.append(f"{field}={inputs / value}")
+            changes.append(f"{field}={paths.resolve_input(value)}")
     if init_from:
-        changes.append(f"init_checkpoint={inputs / init_from / checkpoint.BEST}")
+        changes.append(f"init_checkpoint={paths.resolve_input(init_from) / checkpoint.BEST}")
     if resume_from:
-        shutil.copytree(inputs / resume_from / out_dir.name, out_dir, dirs_exist_ok=True)
+        shutil.copytree(paths.resolve_input(f"{resume_from}/{out_dir.name}"), out_dir, dirs_exist_ok=True)
     recipe, data_dir = override(preset(preset_name), changes), paths.find_data_dir()
     gpus = launch.device_count() if gpus is None else gpus
     if gpus > 1:

@@ -1,0 +1,81 @@
+"""``make demo``: the whole chain rehearsed as Kaggle runs it, on a synthetic mini-competition.
+
+A synthetic competition, the wheels dataset staged (from the package index on a new machine, from pip's
+cache after that), then every demo kernel built and executed in turn in the Kaggle-like environment
+(each one's outputs attached to the next), then the Kaggle mean Dice of both rounds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+
+from steelkit_kaggle import image, notebooks, rehearsal, settings, staging
+
+DEMO_CHAIN = ["steelkit-demo-train-classifier", "steelkit-demo-train-segmenter", "steelkit-demo-submission",
+              "steelkit-demo-train-classifier-round-2", "steelkit-demo-train-segmenter-round-2",
+              "steelkit-demo-submission-round-2"]
+USER = "steelkit-demo"
+
+
+def package_lines(executed: Path) -> list[str]:
+    """The lines an executed notebook printed about where each package came from."""
+    text = "".join(output.get("text", "") for cell in nbformat.read(executed, 4).cells
+                   for output in cell.get("outputs", []) if output.get("name") == "stdout")
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("packages:")), None)
+    return [] if start is None else [line for line in lines[start:start + 8] if line.startswith(("packages", "  "))]
+
+
+def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int] = (128, 800),
+         layout: str = "slug", wheels_from: Path | None = None, echo=print) -> int:
+    """The offline rehearsal of the demo chain; returns 0 (a failing notebook raises, naming its cell)."""
+    from steelkit import metric, overlay, paths, synthetic
+    from steelkit.competition import read_table
+
+    out = out.resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.time()
+    inputs = out / "input"
+    data = synthetic.make(inputs / paths.COMPETITION_SLUG, synthetic.SynthConfig(
+        n_train=n_train, n_test=n_test, height=shape[0], width=shape[1]))
+    steps = len(DEMO_CHAIN) + 1
+    echo(f"[0/{steps}] synthetic competition: {n_train} train, {n_test} test images of "
+         f"{shape[0]}x{shape[1]} in {data}")
+    image.ensure(echo=echo)
+    wheels = staging.stage_wheels(out / "steelkit-wheels", USER, find_links=wheels_from, echo=echo)
+    rehearsal.attach(inputs, "steelkit-wheels", out / "steelkit-wheels", layout, "datasets", USER)
+    echo(f"[1/{steps}] wheels dataset staged: {', '.join(w.name for w in wheels)}")
+    config = settings.load()
+    table = None
+    for number, slug in enumerate(DEMO_CHAIN, start=2):
+        echo(f"[{number}/{steps}] {slug}: building and running offline in {image.VENV.name} ...")
+        kernel = settings.find(config, slug)
+        result = rehearsal.run(notebooks.build(kernel, config, USER, out / "build", echo=echo), inputs)
+        rehearsal.attach(inputs, slug, result["working"], layout, "notebooks", USER)
+        if number == 2:
+            for line in package_lines(result["notebook"]):
+                echo(f"      {line}")
+        echo(f"      done in {result['seconds']:.0f} s (executed notebook: {result['notebook']})")
+
+    found = {slug: paths_of(inputs, slug, layout) for slug in (DEMO_CHAIN[2], DEMO_CHAIN[5])}
+    truth, _, _ = read_table(data / "test_truth.csv")
+    empty = metric.summarize(metric.dice_tables(truth, truth.assign(rle_1="", rle_2="", rle_3="", rle_4=""),
+                                                shape)[[1, 2, 3, 4]].to_numpy())
+    for label, slug in (("round 1 (no pseudo labels)", DEMO_CHAIN[2]), ("round 2 (with pseudo labels)", DEMO_CHAIN[5])):
+        table, _, _ = read_table(found[slug] / "submission.csv")
+        scores = metric.summarize(metric.dice_tables(truth, table, shape)[[1, 2, 3, 4]].to_numpy())
+        echo(f"\n== {label}: {found[slug] / 'submission.csv'}")
+        echo(metric.format_report(scores, empty))
+    shutil.copy2(found[DEMO_CHAIN[5]] / "submission.csv", out / "submission.csv")
+    pictures = overlay.write_overlays(data / "test_images", table, truth, out / "overlays", shape)
+    echo(f"\nsubmission.csv: {out / 'submission.csv'}; {len(pictures)} overlay pictures (truth thick, "
+         f"prediction thin) in {out / 'overlays'}; {time.time() - started:.0f} s in all")
+    return 0
+
+
+def paths_of(inputs: Path, slug: str, layout: str) -> Path:
+    return inputs / slug if layout == "slug" else inputs / "notebooks" / USER / slug

@@ -1,0 +1,123 @@
+"""Notebooks and their metadata: a kernel source (a jupytext percent file) with steelkit inlined, its
+parameters injected, and ``kernel-metadata.json`` with every flag explicit, ready for
+``kaggle kernels push -p``.
+
+How steelkit gets into a notebook: one code cell per module, ``%%writefile /tmp/steelkit-src/steelkit/<m>.py``
+followed by the module's own source, then ``sys.path`` gains that folder and ``import steelkit`` works as
+anywhere else. The sources stay readable on Kaggle (plain Python, not a base64 blob); a cell that cannot
+write fails the notebook at once (no ``os.system`` return codes to ignore); and because the modules are
+real files, tracebacks point into steelkit's own lines, which an in-memory importer cannot give.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+from steelkit_kaggle.settings import KERNELS, ensemble_presets
+
+ROOT = KERNELS.parent
+PACKAGE = ROOT / "steelkit"
+SOURCE_DIR = "/tmp/steelkit-src"  # where a notebook writes steelkit's modules (writable on Kaggle, not an output)
+LANGUAGE_INFO = {"name": "python", "version": "3.12", "mimetype": "text/x-python", "file_extension": ".py",
+                 "codemirror_mode": {"name": "ipython", "version": 3}, "pygments_lexer": "ipython3",
+                 "nbconvert_exporter": "python"}
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+GPU_MACHINE = "NvidiaTeslaT4"  # two T4s; Kaggle's torch build has no kernels for the P100 (sm_60)
+
+
+def steelkit_cells() -> list:
+    """The cells that write steelkit's modules and import it, plus the offline package set-up."""
+    modules = sorted(PACKAGE.glob("*.py"))
+    cells = [nbformat.v4.new_markdown_cell(
+        f"### steelkit, inlined\nThe next {len(modules)} cells write the `steelkit` package to `{SOURCE_DIR}` "
+        "(each cell is one module's source, unchanged), then import it. Packages missing from this image are "
+        "installed from the attached wheels dataset, never from the internet."),
+        nbformat.v4.new_code_cell(f"import os, shutil\nshutil.rmtree({SOURCE_DIR!r}, ignore_errors=True)\n"
+                                  f"os.makedirs({SOURCE_DIR!r} + '/steelkit')")]
+    for module in modules:
+        cells.append(nbformat.v4.new_code_cell(f"%%writefile {SOURCE_DIR}/steelkit/{module.name}\n"
+                                               + module.read_text()))
+    cells.append(nbformat.v4.new_code_cell(
+        f"import os, sys\nsys.path.insert(0, {SOURCE_DIR!r})\n"
+        "os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')  # its import-time version check goes online\n"
+        "from steelkit import offline, paths\n"
+        "print(offline.report(offline.ensure_packages(paths.wheel_dirs())))\n"
+        "import steelkit\nprint('steelkit', steelkit.__version__)"))
+    for cell in cells:
+        cell.metadata["tags"] = ["steelkit"]
+    return cells
+
+
+def build_notebook(kernel: dict) -> nbformat.NotebookNode:
+    """The notebook of one kernel: its source, its parameters injected, steelkit inlined."""
+    source = KERNELS / kernel["source"]
+    notebook = jupytext.read(source)
+    cells = []
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "steelkit" in tags:
+            cells += steelkit_cells()
+            continue
+        cells.append(cell)
+        if "parameters" in tags and kernel.get("parameters"):
+            injected = "\n".join(f"{k} = {v!r}" for k, v in kernel["parameters"].items())
+            cells.append(nbformat.v4.new_code_cell(f"# parameters of this kernel (kernels/kernels.json)\n{injected}",
+                                                   metadata={"tags": ["injected-parameters"]}))
+    if not any("parameters" in c.metadata.get("tags", []) for c in cells):
+        raise ValueError(f"{source}: no cell tagged 'parameters'")
+    out = nbformat.v4.new_notebook(cells=cells)
+    out.metadata["kernelspec"] = dict(KERNELSPEC)  # papermill, Kaggle's runner, needs a kernel name
+    out.metadata["language_info"] = dict(LANGUAGE_INFO)
+    for number, cell in enumerate(out.cells):
+        cell["id"] = f"cell-{number}"  # stable ids: rebuilding an unchanged kernel gives the same file
+    nbformat.validate(out)
+    return out
+
+
+def metadata(kernel: dict, settings: dict, user: str) -> dict:
+    """kernel-metadata.json for `kaggle kernels push`, every flag explicit (the CLI's enable_internet
+    default is true); GPU kernels ask for T4s by ``machine_shape`` (the P100 cannot run Kaggle's torch)."""
+    fill = lambda values: [v.replace("{user}", user) for v in values]  # noqa: E731
+    meta = {
+        "id": f"{user}/{kernel['slug']}",
+        "title": kernel["title"],
+        "code_file": f"{kernel['slug']}.ipynb",
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": kernel.get("is_private", True),
+        "enable_gpu": kernel["gpu"],
+        "enable_tpu": False,
+        "enable_internet": False,
+        "competition_sources": [settings["competition"]],
+        "dataset_sources": fill(kernel.get("datasets", [])),
+        "kernel_sources": fill(kernel.get("kernels", [])),
+        "model_sources": fill(kernel.get("model_sources", [])),
+    }
+    if kernel["gpu"]:
+        meta["machine_shape"] = GPU_MACHINE
+    return meta
+
+
+def build(kernel: dict, settings: dict, user: str, out: Path, echo=print) -> Path:
+    """Write <out>/<slug>/<slug>.ipynb and kernel-metadata.json; return the folder. A submission kernel's
+    estimated run time on Kaggle is printed beside it."""
+    folder = out / kernel["slug"]
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(build_notebook(kernel), folder / f"{kernel['slug']}.ipynb")
+    (folder / "kernel-metadata.json").write_text(json.dumps(metadata(kernel, settings, user), indent=2) + "\n")
+    presets = ensemble_presets(settings, kernel) if kernel["source"] == "submission.py" else []
+    if presets:
+        budget = kernel.get("budget", {})
+        echo(f"{kernel['slug']}: {runtime_estimate(presets, budget.get('test_images', 5506), budget.get('tta', 3))}")
+    return folder
+
+
+def runtime_estimate(presets: list[str], test_images: int = 5506, tta: int = 3):
+    """A submission kernel's estimated time on Kaggle's GPU (steelkit.budget)."""
+    from steelkit import budget, recipe
+
+    return budget.estimate([recipe.preset(name) for name in presets], test_images, tta)

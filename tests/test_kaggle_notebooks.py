@@ -1,0 +1,69 @@
+"""The kernels as Kaggle gets them: built notebooks and metadata the real kaggle CLI accepts."""
+
+import json
+
+import nbformat
+import pytest
+
+from steelkit import paths
+from steelkit_kaggle import notebooks, settings
+
+CONFIG = settings.load()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build")
+    return {k["slug"]: notebooks.build(k, CONFIG, "alice", out, echo=lambda line: None) for k in CONFIG["kernels"]}
+
+
+def test_every_kernel_builds_a_valid_notebook_with_honest_metadata(built):
+    modules = sorted(p.name for p in notebooks.PACKAGE.glob("*.py"))
+    for slug, folder in built.items():
+        notebook = nbformat.read(folder / f"{slug}.ipynb", as_version=4)
+        nbformat.validate(notebook)
+        assert notebook.metadata.kernelspec.name == "python3" and notebook.metadata.language_info.name == "python"
+        tags = [c.metadata.get("tags", []) for c in notebook.cells]
+        first_code = next(i for i, c in enumerate(notebook.cells) if c.cell_type == "code")
+        assert "parameters" in tags[first_code], f"{slug}: the first code cell holds the parameters"
+        written = [c.source.splitlines()[0].rsplit("/", 1)[1] for c in notebook.cells
+                   if c.source.startswith("%%writefile")]
+        assert written == modules, "every steelkit module inlined, as plain source"
+        meta = json.loads((folder / "kernel-metadata.json").read_text())
+        assert meta["id"] == f"alice/{slug}" and meta["code_file"] == f"{slug}.ipynb" and len(slug) >= 5
+        assert meta["enable_internet"] is False and meta["language"] == "python"
+        assert meta["kernel_type"] == "notebook" and isinstance(meta["enable_gpu"], bool)
+        assert meta["competition_sources"] == [paths.COMPETITION_SLUG]
+        assert all(s.startswith("alice/") for s in meta["dataset_sources"] + meta["kernel_sources"])
+        assert "alice/steelkit-wheels" in meta["dataset_sources"], "every kernel can install what the image lacks"
+        if meta["enable_gpu"]:
+            assert meta["machine_shape"] == "NvidiaTeslaT4", "the P100 cannot run Kaggle's torch build"
+        else:
+            assert "machine_shape" not in meta
+
+
+def test_one_source_builds_several_kernels_with_their_parameters(built):
+    notebook = nbformat.read(built["steelkit-train-cls-effb1-fold-2"] / "steelkit-train-cls-effb1-fold-2.ipynb", 4)
+    injected = [c.source for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "PRESET = 'cls-effb1'" in injected[0] and "FOLD = 2" in injected[0]
+
+
+def test_kernels_can_attach_kaggle_models():
+    kernel = {**settings.find(CONFIG, "steelkit-demo-submission"), "model_sources": ["{user}/steelkit/pyTorch/v1/2"]}
+    assert notebooks.metadata(kernel, CONFIG, "alice")["model_sources"] == ["alice/steelkit/pyTorch/v1/2"]
+
+
+def test_datasets_metadata():
+    for path in notebooks.ROOT.glob("datasets-meta/*/dataset-metadata.json"):
+        meta = json.loads(path.read_text())
+        slug = meta["id"].split("/")[1]
+        assert 6 <= len(slug) <= 50 and 6 <= len(meta["title"]) <= 50 and len(meta["licenses"]) == 1
+
+
+def test_the_budget_says_plainly_when_an_ensemble_is_too_slow():
+    from steelkit import budget, recipe
+
+    small = budget.estimate([recipe.preset("seg-tiny")], 100, 1)
+    huge = budget.estimate([recipe.preset("seg-tiny")] * 40, 5506, 3, tflops=0.5)
+    assert not small.over_limit and "within" in str(small)
+    assert huge.over_limit and "EXCEEDS the competition's 60-minute cap" in str(huge)
