@@ -41,6 +41,7 @@ for path in found["classifier"] + found["segmenter"]:
 
 # %%
 config = predict.InferenceConfig(tta=tuple(TTA), batch_size=BATCH_SIZE)
+search = None
 if INFERENCE_CONFIG:
     config = predict.InferenceConfig.load(paths.resolve_input(INFERENCE_CONFIG))
 elif TUNE_THRESHOLDS and all((p.parent / "oof.npz").is_file() for p in found["segmenter"]):
@@ -49,6 +50,20 @@ elif TUNE_THRESHOLDS and all((p.parent / "oof.npz").is_file() for p in found["se
     print(thresholds.format_report(search))
     config = dataclasses.replace(config, postprocess=search["config"])
 print(config.to_json())
+
+# %% [markdown]
+# The threshold search, per class: the tuned Dice against the pixel threshold and the minimum total area,
+# the seed's numbers (dashed) and the chosen ones marked. A choice on a plateau is safe; on a cliff, it is not.
+
+# %%
+from IPython.display import Image, display
+
+from steelkit import figures
+
+if search is not None:
+    display(Image(filename=str(figures.threshold_search(search["curves"], working / "thresholds.png"))))
+else:
+    print("no search: thresholds from", INFERENCE_CONFIG or "the seed's numbers")
 
 # %%
 result = predict.predict(data_dir, found["classifier"], found["segmenter"], working / "submission.csv", config,

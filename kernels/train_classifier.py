@@ -39,3 +39,12 @@ print(f"best gated-oracle Dice {result['best_score']:.5f} (a right call per pair
 
 # %%
 result["metrics"][["epoch", "train_loss", "val_loss", "score", *[f"f1_{k}" for k in (1, 2, 3, 4)]]].round(4)
+
+# %% [markdown]
+# The training curves (`curves.png` beside `metrics.csv`, redrawn every epoch): losses, the validation
+# score with its per-class figures, and the learning rate.
+
+# %%
+from IPython.display import Image
+
+Image(filename=str(result["out"] / "curves.png"))

@@ -42,3 +42,12 @@ print(f"best validation Dice {result['best_score']:.5f}; outputs in {result['out
 
 # %%
 result["metrics"][["epoch", "train_loss", "val_loss", "score", *[f"dice_class_{k}" for k in (1, 2, 3, 4)]]].round(4)
+
+# %% [markdown]
+# The training curves (`curves.png` beside `metrics.csv`, redrawn every epoch): losses, the validation
+# score with its per-class figures, and the learning rate.
+
+# %%
+from IPython.display import Image
+
+Image(filename=str(result["out"] / "curves.png"))

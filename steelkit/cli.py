@@ -142,6 +142,12 @@ def cmd_thresholds(args) -> int:
     print(thresholds.format_report(result))
     out = dataclasses.replace(base, postprocess=result["config"]).save(args.out)
     print(f"wrote {out}")
+    try:  # the picture beside the config; it never changes the exit status
+        from steelkit import figures
+
+        print(f"wrote {figures.threshold_search(result['curves'], Path(out).with_suffix('.png'))}")
+    except Exception as error:  # noqa: BLE001 (matplotlib's failures are many)
+        warnings.warn(f"no threshold-search figure: {error}", stacklevel=1)
     return 0
 
 

@@ -101,7 +101,9 @@ def score_grid(area: np.ndarray, inter: np.ndarray, truth_area: np.ndarray, cls_
 
 def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
            defaults: PostprocessConfig = PostprocessConfig()) -> dict:
-    """Tune the post-processing on out-of-fold probabilities; return the config and per-class figures."""
+    """Tune the post-processing on out-of-fold probabilities -> {"config", "figures" (per class: the seed's
+    and the tuned Dice), "images", "curves" (per class: Dice along the pixel-threshold and total-area
+    grids, for ``figures.threshold_search``)}."""
     ids, seg, meta = load_oof(segmenter_dirs, "seg_probs")
     if classifier_dirs:
         cls_ids, cls, _ = load_oof(classifier_dirs, "cls_probs")
@@ -125,7 +127,7 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     size_grid = [v * to_oof_px for v in grids["min_component"]]
     total_grid = [v * to_oof_px for v in grids["min_total"]]
 
-    chosen, rows = {f.name: [] for f in dataclasses.fields(PostprocessConfig)}, []
+    chosen, rows, curves = {f.name: [] for f in dataclasses.fields(PostprocessConfig)}, [], []
     for k in tqdm(range(4), desc="threshold search", unit="class"):
         area, inter = component_stats(seg[:, k], truth[:, k], grids["pixel"], size_grid)
         truth_area = truth[:, k].reshape(len(ids), -1).sum(axis=1).astype(np.float64)
@@ -145,10 +147,15 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
         chosen["min_component_px"].append(int(grids["min_component"][m]))
         chosen["min_total_px"].append(int(grids["min_total"][tot]))
         rows.append({"class": k + 1, "default": float(default), "tuned": float(scores[t, m, lab, tot])})
+        curves.append({  # the tuned Dice along two axes, the other settings at their chosen values
+            "pixel": {"grid": list(grids["pixel"]), "dice": scores[:, m, lab, tot].tolist(),
+                      "seed": defaults.pixel_thresholds[k], "chosen": grids["pixel"][t]},
+            "min_total": {"grid": list(grids["min_total"]), "dice": scores[t, m, lab, :].tolist(),
+                          "seed": defaults.min_total_px[k], "chosen": grids["min_total"][tot]}})
     config = PostprocessConfig(**{k: tuple(v) for k, v in chosen.items()})
     figures = pd.DataFrame(rows)
     figures["gain"] = figures["tuned"] - figures["default"]
-    return {"config": config, "figures": figures, "images": len(ids)}
+    return {"config": config, "figures": figures, "images": len(ids), "curves": curves}
 
 
 def format_report(result: dict) -> str:

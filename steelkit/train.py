@@ -285,6 +285,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
                    **{k: float(v) for k, v in result["figures"].items()}, "seconds": time.time() - started}
             history.append(row)
             atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
+            draw_curves(pd.DataFrame(history), out_dir / "curves.png", f"{recipe.name} fold {recipe.fold}")
             if (row["score"], -row["val_loss"]) > best:  # ties (common early on) go to the lower loss
                 best = (row["score"], -row["val_loss"])
                 checkpoint.save(out_dir / checkpoint.BEST, {
@@ -302,6 +303,16 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         ran += 1
     distributed.teardown(context)
     return {"best_score": best[0], "out": out_dir, "epochs_done": start + ran, "history": history}
+
+
+def draw_curves(history: pd.DataFrame, path: Path, title: str) -> None:
+    """curves.png beside metrics.csv, redrawn every epoch; a picture never stops a training run."""
+    from steelkit import figures
+
+    try:
+        figures.training_curves(history, path, title)
+    except Exception as error:  # matplotlib's failures are many; the run and its checkpoints matter more
+        tqdm.write(f"warning: no training curves ({type(error).__name__}: {error})")
 
 
 def save_oof(path: Path, image_ids: list[str], oof: dict, recipe: Recipe, shape) -> Path:

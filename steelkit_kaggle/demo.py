@@ -8,12 +8,13 @@ cache after that), then every demo kernel built and executed in turn in the Kagg
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import nbformat
 
-from steelkit_kaggle import image, notebooks, rehearsal, settings, staging
+from steelkit_kaggle import image, notebooks, rehearsal, report, settings, staging
 
 DEMO_CHAIN = ["steelkit-demo-train-classifier", "steelkit-demo-train-segmenter", "steelkit-demo-submission",
               "steelkit-demo-train-classifier-round-2", "steelkit-demo-train-segmenter-round-2",
@@ -31,8 +32,10 @@ def package_lines(executed: Path) -> list[str]:
 
 
 def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int] = (128, 800),
-         layout: str = "slug", wheels_from: Path | None = None, echo=print) -> int:
-    """The offline rehearsal of the demo chain; returns 0 (a failing notebook raises, naming its cell)."""
+         layout: str = "slug", wheels_from: Path | None = None, echo=print, progress=None) -> int:
+    """The offline rehearsal of the demo chain; returns 0 (a failing notebook raises, naming its cell).
+    ``progress`` gets what the notebooks print as they run (default: the terminal, indented)."""
+    progress = progress or _terminal
     from steelkit import metric, overlay, paths, synthetic
     from steelkit.competition import read_table
 
@@ -54,7 +57,8 @@ def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int]
     for number, slug in enumerate(DEMO_CHAIN, start=2):
         echo(f"[{number}/{steps}] {slug}: building and running offline in {image.VENV.name} ...")
         kernel = settings.find(config, slug)
-        result = rehearsal.run(notebooks.build(kernel, config, USER, out / "build", echo=echo), inputs)
+        result = rehearsal.run(notebooks.build(kernel, config, USER, out / "build", echo=echo), inputs,
+                               progress=progress)
         rehearsal.attach(inputs, slug, result["working"], layout, "notebooks", USER)
         if number == 2:
             for line in package_lines(result["notebook"]):
@@ -65,17 +69,44 @@ def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int]
     truth, _, _ = read_table(data / "test_truth.csv")
     empty = metric.summarize(metric.dice_tables(truth, truth.assign(rle_1="", rle_2="", rle_3="", rle_4=""),
                                                 shape)[[1, 2, 3, 4]].to_numpy())
+    rounds = {}
     for label, slug in (("round 1 (no pseudo labels)", DEMO_CHAIN[2]), ("round 2 (with pseudo labels)", DEMO_CHAIN[5])):
         table, _, _ = read_table(found[slug] / "submission.csv")
-        scores = metric.summarize(metric.dice_tables(truth, table, shape)[[1, 2, 3, 4]].to_numpy())
+        rounds[label] = metric.summarize(metric.dice_tables(truth, table, shape)[[1, 2, 3, 4]].to_numpy())
         echo(f"\n== {label}: {found[slug] / 'submission.csv'}")
-        echo(metric.format_report(scores, empty))
+        echo(metric.format_report(rounds[label], empty))
     shutil.copy2(found[DEMO_CHAIN[5]] / "submission.csv", out / "submission.csv")
     pictures = overlay.write_overlays(data / "test_images", table, truth, out / "overlays", shape)
     echo(f"\nsubmission.csv: {out / 'submission.csv'}; {len(pictures)} overlay pictures (truth thick, "
-         f"prediction thin) in {out / 'overlays'}; {time.time() - started:.0f} s in all")
+         f"prediction thin) in {out / 'overlays'}")
+    try:  # the page comes after a valid submission: it warns, it never fails the rehearsal
+        page = write_report(out, inputs, layout, rounds, empty, pictures, time.time() - started)
+        echo(f"report: {page}")
+    except Exception as error:  # noqa: BLE001 (matplotlib and file errors alike)
+        echo(f"warning: no report page ({type(error).__name__}: {error})")
+    echo(f"{time.time() - started:.0f} s in all")
     return 0
+
+
+def write_report(out: Path, inputs: Path, layout: str, rounds: dict, empty: dict, pictures: list[Path],
+                 seconds: float) -> Path:
+    """demo-output/report.html from what the rehearsal's notebooks wrote."""
+    import pandas as pd
+
+    outputs = [paths_of(inputs, slug, layout) for slug in DEMO_CHAIN]
+    curves = [p for folder in outputs for p in sorted(folder.rglob("curves.png"))]
+    searches = [p for folder in outputs for p in sorted(folder.glob("thresholds.png"))]
+    pseudo = {f"round {n}": len(pd.read_csv(paths_of(inputs, slug, layout) / "pseudo.csv")) // 4
+              for n, slug in ((1, DEMO_CHAIN[2]), (2, DEMO_CHAIN[5]))
+              if (paths_of(inputs, slug, layout) / "pseudo.csv").is_file()}
+    return report.write(out / "report.html", rounds, empty, curves, searches, pseudo, pictures[:6], seconds)
 
 
 def paths_of(inputs: Path, slug: str, layout: str) -> Path:
     return inputs / slug if layout == "slug" else inputs / "notebooks" / USER / slug
+
+
+def _terminal(text: str) -> None:
+    """A notebook's printed text on the terminal, indented; progress bars keep redrawing in place."""
+    sys.stdout.write("      " + text.replace("\n", "\n      ").replace("\r", "\r      ").rstrip(" "))
+    sys.stdout.flush()

@@ -80,7 +80,9 @@ def kernelspec_dir(into: Path, venv: Path = VENV) -> Path:
     spec = into / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(python(venv)), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # the kernel's own log at ERROR: its "running over TCP without encryption" notice is noise on loopback
+        "argv": [str(python(venv)), "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--IPKernelApp.log_level=ERROR"],
         "display_name": "Python 3 (Kaggle-like)", "language": "python"}))
     return into
 

@@ -49,7 +49,36 @@ def steelkit_cells() -> list:
         "import steelkit\nprint('steelkit', steelkit.__version__)"))
     for cell in cells:
         cell.metadata["tags"] = ["steelkit"]
+        if cell.cell_type == "code":  # hidden as Kaggle's viewer and Jupyter expect, one click away
+            shown = cell is cells[-1]  # the set-up cell's output says where each package came from
+            cell.metadata.update({"_kg_hide-input": True, "_kg_hide-output": not shown,
+                                  "jupyter": {"source_hidden": True, "outputs_hidden": not shown}})
     return cells
+
+
+# what each source writes to /kaggle/working, for the summary at the top of its notebooks
+WRITES = {
+    "train_classifier.py": "`<preset>-fold<k>/`: `recipe.json`, `best.pt`, `last.pt` (resume), `metrics.csv`, "
+                           "`curves.png`, `oof.npz` (out-of-fold probabilities), `folds.csv`",
+    "train_segmenter.py": "`<preset>-fold<k>/`: `recipe.json`, `best.pt`, `last.pt` (resume), `metrics.csv`, "
+                          "`curves.png`, `oof.npz` (out-of-fold maps), `folds.csv`",
+    "submission.py": "`submission.csv` (+ `submission.inference.json`, how it was made), `thresholds.png` when "
+                     "it tunes, `pseudo.csv` when `PSEUDO_ROUND` > 0, `overlays/`",
+}
+
+
+def summary_cell(kernel: dict) -> nbformat.NotebookNode:
+    """A short markdown summary: what this kernel runs, what it attaches, what it writes."""
+    attached = ["the competition data"] + [f"dataset `{d.split('/', 1)[-1]}`" for d in kernel.get("datasets", [])] \
+        + [f"the output of `{k.split('/', 1)[-1]}`" for k in kernel.get("kernels", [])] \
+        + [f"model `{m.split('/', 1)[-1]}`" for m in kernel.get("model_sources", [])]
+    parameters = ", ".join(f"`{k} = {v!r}`" for k, v in kernel.get("parameters", {}).items()) or "the defaults"
+    machine = "two T4 GPUs" if kernel.get("gpu") else "the CPU"
+    lines = [f"**This kernel** (`{kernel['slug']}`), on {machine}, internet off: {parameters}.",
+             f"- **Attaches:** {'; '.join(attached)}.",
+             f"- **Writes:** {WRITES.get(Path(kernel['source']).name, 'see the cells below')}.",
+             "- The `steelkit` package is inlined in hidden cells below the parameters (click to review)."]
+    return nbformat.v4.new_markdown_cell("\n".join(lines), metadata={"tags": ["summary"]})
 
 
 def build_notebook(kernel: dict) -> nbformat.NotebookNode:
@@ -59,6 +88,9 @@ def build_notebook(kernel: dict) -> nbformat.NotebookNode:
     cells = []
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
+        if not cells and cell.cell_type == "markdown":  # the title, then what this kernel does
+            cells += [cell, summary_cell(kernel)]
+            continue
         if "steelkit" in tags:
             cells += steelkit_cells()
             continue

@@ -71,14 +71,28 @@ def attach(inputs: Path, slug: str, source: Path, layout: str = "slug", kind: st
     return target
 
 
-def run(folder: Path, input_dir: Path, working: Path | None = None, timeout: int = 3600,
-        kaggle_env: bool = True) -> dict:
-    """Execute a built notebook with nbclient, offline: ``input_dir`` plays /kaggle/input, the outputs go
-    to ``working`` (default <folder>/working), every connection off this machine fails; in .venv-kaggle
-    unless ``kaggle_env`` is False (then in this Python). Returns the executed notebook's path, the wall
-    time and the working folder; a failing cell raises nbclient's CellExecutionError."""
+def _echoing_client(progress):
+    """nbclient's client, also handing the text a cell prints (its epoch lines and progress bars) to
+    ``progress`` as it arrives; the inlined steelkit cells' outputs are left out."""
     from nbclient import NotebookClient
 
+    class Echoing(NotebookClient):
+        def output(self, outs, msg, display_id, cell_index):
+            cell = self.nb.cells[cell_index]
+            if progress and msg["msg_type"] == "stream" and "steelkit" not in cell.metadata.get("tags", []):
+                progress(msg["content"].get("text", ""))
+            return super().output(outs, msg, display_id, cell_index)
+
+    return Echoing
+
+
+def run(folder: Path, input_dir: Path, working: Path | None = None, timeout: int = 3600,
+        kaggle_env: bool = True, progress=None) -> dict:
+    """Execute a built notebook with nbclient, offline: ``input_dir`` plays /kaggle/input, the outputs go
+    to ``working`` (default <folder>/working), every connection off this machine fails; in .venv-kaggle
+    unless ``kaggle_env`` is False (then in this Python); what the cells print goes to ``progress`` as it
+    comes. Returns the executed notebook's path, the wall time and the working folder; a failing cell
+    raises nbclient's CellExecutionError."""
     slug = folder.name
     working = Path(working or folder / "working")
     shutil.rmtree(working, ignore_errors=True)
@@ -101,8 +115,8 @@ def run(folder: Path, input_dir: Path, working: Path | None = None, timeout: int
             os.environ["JUPYTER_PATH"] = str(image.kernelspec_dir(scratch / "jupyter"))
             kernel_name = image.KERNEL_NAME
         start = time.time()
-        client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name,
-                                resources={"metadata": {"path": str(working)}})
+        client = _echoing_client(progress)(notebook, timeout=timeout, kernel_name=kernel_name,
+                                           resources={"metadata": {"path": str(working)}})
         try:
             client.execute(env=env)
         finally:

@@ -67,3 +67,21 @@ def test_the_budget_says_plainly_when_an_ensemble_is_too_slow():
     huge = budget.estimate([recipe.preset("seg-tiny")] * 40, 5506, 3, tflops=0.5)
     assert not small.over_limit and "within" in str(small)
     assert huge.over_limit and "EXCEEDS the competition's 60-minute cap" in str(huge)
+
+
+def test_notebooks_read_as_a_story_with_the_inlined_package_hidden(built):
+    notebook = nbformat.read(built["steelkit-submission"] / "steelkit-submission.ipynb", 4)
+    assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# steelkit")
+    summary = notebook.cells[1]
+    assert "summary" in summary.metadata["tags"] and "**Attaches:**" in summary.source
+    assert "the output of `steelkit-train-seg-fpn-effb3-fold-3`" in summary.source
+    assert "submission.csv" in summary.source
+    for cell in notebook.cells:
+        shown = "offline.report" in cell.source  # the set-up cell: where each package came from
+        if cell.cell_type != "code" or "steelkit" not in cell.metadata.get("tags", []):
+            assert "_kg_hide-input" not in cell.metadata and "jupyter" not in cell.metadata, cell.source[:60]
+            continue
+        assert cell.metadata["_kg_hide-input"] is True and cell.metadata["jupyter"]["source_hidden"] is True
+        assert cell.metadata["_kg_hide-output"] is not shown and cell.metadata["jupyter"]["outputs_hidden"] is not shown
+    story = [c for c in notebook.cells if c.cell_type == "code" and "steelkit" not in c.metadata.get("tags", [])]
+    assert len(story) <= 10, "the reader's cells, not the package's"

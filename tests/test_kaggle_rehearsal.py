@@ -46,13 +46,18 @@ def test_a_training_notebook_installs_the_attached_wheels_trains_on_two_processe
     rehearsal.attach(inputs, "steelkit-wheels", wheels_dataset, layout="owner", owner="alice")  # the new layout
     kernel = _kernel("steelkit-demo-train-segmenter", OVERRIDES=["epochs=1", "n_folds=3", "batch_size=4",
                                                                   "effective_batch=8"], GPUS=2, DEVICE="cpu")
-    result = rehearsal.run(notebooks.build(kernel, CONFIG, "alice", tmp_path / "build"), inputs)
+    printed = []
+    result = rehearsal.run(notebooks.build(kernel, CONFIG, "alice", tmp_path / "build"), inputs,
+                           progress=printed.append)
+    assert "seg-tiny fold 0 epoch 1/1: train loss" in "".join(printed), "the run's progress, as it came"
+    assert "Writing /tmp/steelkit-src" not in "".join(printed)
     out = result["working"] / "seg-tiny-fold0"
     assert checkpoint.load_state(out / "last.pt")["world_size"] == 2, "the notebook launched torchrun"
     assert {"recipe.json", "best.pt", "metrics.csv", "oof.npz"} <= {p.name for p in out.iterdir()}
     outputs = _outputs(result["notebook"])
     assert "segmentation-models-pytorch: installed from" in outputs and "datasets/alice/steelkit-wheels" in outputs
     assert "albumentations: on the image" in outputs
+    assert "image/png" in outputs and (out / "curves.png").is_file(), "the curves shown inline"
     assert not image.importable("segmentation_models_pytorch"), "a rehearsal's installs must not persist"
     assert not image.importable("iterstrat")
 
@@ -83,8 +88,10 @@ def test_the_submission_notebook_runs_offline_where_steelkit_is_not_installed(mi
     result = rehearsal.run(folder, inputs)
     working = result["working"]
     assert submission.validate(working / "submission.csv", mini / "sample_submission.csv", (64, 320)) == 32
-    assert (working / "pseudo.csv").is_file()
-    assert "/tmp/steelkit-src/steelkit/__init__.py" in _outputs(result["notebook"]), "steelkit came from the notebook"
+    assert (working / "pseudo.csv").is_file() and (working / "thresholds.png").is_file()
+    outputs = _outputs(result["notebook"])
+    assert "/tmp/steelkit-src/steelkit/__init__.py" in outputs, "steelkit came from the notebook"
+    assert "threshold search on" in outputs and "image/png" in outputs, "the search figure shown inline"
 
 
 def test_a_download_attempt_fails_the_rehearsal(tmp_path):

@@ -69,6 +69,7 @@ def test_outputs_say_how_they_were_made(mini, tmp_path):
     assert oof["cls_probs"].shape == (len(oof["image_ids"]), 4) and oof["cls_probs"].dtype == np.float32
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert {"epoch", "lr", "train_loss", "val_loss", "score", "f1_3", "acc_1"} <= set(metrics.columns)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "curves drawn beside metrics.csv"
 
 
 def test_a_bad_training_image_fails_at_start_up_with_its_name(tmp_path):
