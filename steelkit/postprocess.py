@@ -64,11 +64,18 @@ def clean_mask(probs: np.ndarray, pixel_threshold: float, min_component_px: int,
 
 
 def postprocess(seg_probs: np.ndarray, cls_probs: np.ndarray, config: PostprocessConfig) -> np.ndarray:
-    """(4, H, W) float32 segmenter probabilities + (4,) float32 classifier probabilities -> (4, H, W) uint8
-    masks. Areas in ``config`` are taken as pixels of this image (see ``for_shape``)."""
+    """(4, H, W) float32 segmenter probabilities + (4, ) float32 classifier probabilities -> (4, H, W) uint8
+    masks; a class the classifier turns off is not post-processed at all. Areas in ``config`` are taken as
+    pixels of this image (see ``for_shape``)."""
+    cls_probs = np.asarray(cls_probs)  # thresholds in the probabilities' precision: 0.7 passes 0.7 in float32
+    return clean_classes(seg_probs, config, cls_probs >= np.asarray(config.label_thresholds, dtype=cls_probs.dtype))
+
+
+def clean_classes(seg_probs: np.ndarray, config: PostprocessConfig, classes: np.ndarray) -> np.ndarray:
+    """Steps 2-4 for the ``classes`` (a (4,) bool) of one image, the others left empty: (4, H, W) float32
+    probabilities -> (4, H, W) uint8 masks. Areas in ``config`` are pixels of this image."""
     masks = np.zeros(seg_probs.shape, dtype=np.uint8)
-    for k in range(seg_probs.shape[0]):
-        if cls_probs[k] >= config.label_thresholds[k]:
-            masks[k] = clean_mask(seg_probs[k], config.pixel_thresholds[k], config.min_component_px[k],
-                                  config.min_total_px[k])
+    for k in np.flatnonzero(classes):
+        masks[k] = clean_mask(seg_probs[k], config.pixel_thresholds[k], config.min_component_px[k],
+                              config.min_total_px[k])
     return masks

@@ -27,7 +27,7 @@ from steelkit.augment import eval_transform
 from steelkit.competition import RLE_COLUMNS, agreed_shape, read_table
 from steelkit.datasets import TestImages
 from steelkit.models import pad_to_multiple
-from steelkit.postprocess import PostprocessConfig, postprocess
+from steelkit.postprocess import PostprocessConfig, clean_classes
 
 
 @dataclass(frozen=True)
@@ -88,30 +88,50 @@ class InferenceConfig:
             raise ValueError(f"{path}: {error}") from None
 
 
-class Ensemble:
-    """The models of one stage, all loaded from checkpoints (each carries its recipe)."""
+def resolve_devices(device: str | list | None = None) -> list[torch.device]:
+    """The devices to predict on: as given ("cpu", "cuda:1", "cuda:0,cuda:1" or a list), else every CUDA
+    device (Kaggle's two T4s), else the CPU."""
+    if device is None:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [torch.device(f"cuda:{k}") for k in range(count)] or [torch.device("cpu")]
+    names = device.split(",") if isinstance(device, str) else list(device)
+    return [torch.device(str(name).strip()) for name in names]
 
-    def __init__(self, checkpoints: list[Path], device: torch.device, stage: str):
-        self.paths, self.spatial = list(checkpoints), stage == "segmenter"
+
+class Ensemble:
+    """The models of one stage, all loaded from checkpoints (each carries its recipe), spread over
+    ``devices``: model i lives on device i mod the number of devices, every batch goes to all of them,
+    and the outputs are gathered on the first device and averaged in model order (so one device or
+    several give the same numbers)."""
+
+    def __init__(self, checkpoints: list[Path], devices: list[torch.device], stage: str):
+        self.paths, self.spatial, self.devices = list(checkpoints), stage == "segmenter", list(devices)
         self.models = []
-        for path in self.paths:
+        for number, path in enumerate(self.paths):
+            device = self.devices[number % len(self.devices)]
             model, recipe = checkpoint.load_model(path, device)
             if recipe.stage != stage:
                 raise ValueError(f"{path} is a {recipe.stage}, given as a {stage}")
             if device.type == "cuda":  # as in training: tensor cores want NHWC
                 model = model.to(memory_format=torch.channels_last)
-            self.models.append(model)
+            self.models.append((model, device))
 
     def __len__(self) -> int:
         return len(self.models)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, modes, amp: bool) -> torch.Tensor:
-        if images.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(images.device.type, enabled=amp and images.device.type == "cuda"):
-            total = sum(tta.predict(model, images, modes, spatial=self.spatial) for model in self.models)
-        return total / len(self.models)
+        """(N, 3, H, W) images on any device -> mean probabilities over models and TTA, on the first device."""
+        copies = {}
+        for device in {d for _, d in self.models}:
+            moved = images.to(device, non_blocking=True)
+            copies[device] = moved.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else moved
+        outputs = []  # every model launched before any result is gathered: the devices work side by side
+        for model, device in self.models:
+            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+                outputs.append(tta.predict(model, copies[device], modes, spatial=self.spatial))
+        first = self.devices[0]
+        return sum(output.to(first) for output in outputs) / len(outputs)
 
     def names(self) -> list[str]:
         return [f"{p.parent.name}/{p.name}" for p in self.paths]
@@ -147,24 +167,24 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
             atomic.check_writable(path, what)  # before the work, not after an hour of it
     if pseudo_out is not None and not classifiers:
         raise ValueError("pseudo labels need a classifier ensemble (the seed's rule reads its probabilities)")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
+    devices = resolve_devices(device)
+    if devices[0].type == "cuda":
         torch.backends.cudnn.benchmark = True  # one image size throughout: pick the fastest kernels once
     image_ids = sample_image_ids(data_dir)
     shape = agreed_shape([data_dir / "test_images" / i for i in image_ids], "test images of the sample")
-    segment = Ensemble(segmenters, device, "segmenter")
-    classify = Ensemble(classifiers, device, "classifier") if classifiers else None
+    segment = Ensemble(segmenters, devices, "segmenter")
+    classify = Ensemble(classifiers, devices, "classifier") if classifiers else None
     post = config.postprocess.for_shape(shape)
     label_thresholds = np.array(post.label_thresholds, dtype=np.float32)
     models = ";".join((classify.names() if classify else []) + segment.names())
 
     dataset = TestImages([data_dir / "test_images" / i for i in image_ids], shape, eval_transform())
     loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=devices[0].type == "cuda")
     rows, pseudo_rows, failed = [], [], []
     steady_heap()
     for batch in tqdm(loader, desc="predict", unit="batch"):
-        images, (height, width) = pad_to_multiple(batch["image"].to(device, non_blocking=True))
+        images, (height, width) = pad_to_multiple(batch["image"])
         seg_probs = segment(images, config.tta, config.amp)[..., :height, :width].cpu().numpy()
         cls_probs = (classify(images, config.tta, config.amp).cpu().numpy() if classify
                      else np.ones((len(images), 4), dtype=np.float32))
@@ -175,13 +195,17 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
                 failed.append(image_id)
                 rows.append((image_id, "", "", "", ""))
                 continue
-            # post-processed segmentation alone, then the classifier's gating
-            seg_masks = postprocess(seg_probs[j], np.ones(4, dtype=np.float32), post)
-            masks = seg_masks * (cls_probs[j] >= label_thresholds)[:, None, None].astype(np.uint8)
+            # the classifier's gating first: a class it turns off is not post-processed, unless the
+            # pseudo-label rule needs the segmentation alone (every probability confident)
+            passes = cls_probs[j] >= label_thresholds
+            wanted = pseudo_out is not None and classify and pseudo.confident(
+                cls_probs[j], config.pseudo_high, config.pseudo_low)
+            seg_masks = clean_classes(seg_probs[j], post, np.ones(4, bool) if wanted else passes)
+            masks = seg_masks * passes[:, None, None].astype(np.uint8)
             rles = [rle_lib.encode(m) for m in masks]
             rows.append((image_id, *rles))
-            if pseudo_out is not None and classify and pseudo.choose(
-                    cls_probs[j], seg_masks.any(axis=(1, 2)), config.pseudo_high, config.pseudo_low):
+            if wanted and pseudo.choose(cls_probs[j], seg_masks.any(axis=(1, 2)), config.pseudo_high,
+                                        config.pseudo_low):
                 pseudo_rows += pseudo.pseudo_rows(image_id, rles, pseudo_round, models)
     table = pd.DataFrame(rows, columns=["ImageId", *RLE_COLUMNS])
     if out_csv is not None:

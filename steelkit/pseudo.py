@@ -43,6 +43,12 @@ def read_pseudo_labels(path: str | os.PathLike) -> pd.DataFrame:
     return table.reset_index()
 
 
+def confident(cls_probs: np.ndarray, high: float = 0.95, low: float = 0.05) -> bool:
+    """The first half of the seed's rule: every class probability above ``high`` or below ``low``."""
+    cls_probs = np.asarray(cls_probs)
+    return bool(((cls_probs > high) | (cls_probs < low)).all())
+
+
 def choose(cls_probs: np.ndarray, seg_present: np.ndarray, high: float = 0.95, low: float = 0.05) -> bool:
     """The seed's rule for one image: every class probability of the classifier ensemble is above
     ``high`` or below ``low``, and the post-processed segmentation (without the classifier's gating)

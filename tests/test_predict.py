@@ -58,3 +58,15 @@ def test_wrong_stage_and_config_errors(mini, trained, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert InferenceConfig().postprocess == PostprocessConfig()
+
+
+def test_two_devices_give_the_same_submission_as_one(mini, trained, tmp_path):
+    """Kaggle's two T4s, simulated with two CPU 'devices': models spread over them, outputs gathered in
+    model order."""
+    models = ([trained / "cls-tiny" / "best.pt"], [trained / "seg-tiny" / "best.pt", trained / "seg-tiny" / "best.pt"])
+    config = InferenceConfig(num_workers=0, postprocess=PostprocessConfig(label_thresholds=(0.2,) * 4,
+                                                                          pixel_thresholds=(0.3,) * 4))
+    one = predict(mini, *models, tmp_path / "one.csv", config, device="cpu")
+    two = predict(mini, *models, tmp_path / "two.csv", config, device=["cpu", "cpu"])
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+    assert one["table"].equals(two["table"])
