@@ -61,23 +61,33 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
 
 
 def find_checkpoints(folders) -> list[Path]:
-    """Every best.pt in the given folders (a folder may hold one training output or several)."""
+    """Every best.pt and every external TorchScript member (``steelkit.external``) in the given folders
+    (a folder may hold one training output or several)."""
+    from steelkit import external
+
     found: list[Path] = []
     for folder in map(Path, folders):
         if folder.is_file():
             found.append(folder)
             continue
-        hits = sorted(folder.rglob(BEST))
+        hits = sorted(folder.rglob(BEST)) + sorted(p.with_suffix(".pt") for p in folder.rglob("*.json")
+                                                   if external.is_member(p.with_suffix(".pt")))
         if not hits:
-            raise FileNotFoundError(f"no {BEST} under {folder}")
+            raise FileNotFoundError(f"no {BEST} (nor TorchScript member with a sidecar) under {folder}")
         found += hits
     return found
 
 
 def split_by_stage(paths) -> dict[str, list[Path]]:
-    """Checkpoints sorted into classifiers and segmenters by the recipe.json beside each (else inside it)."""
+    """Checkpoints sorted into classifiers and segmenters by the recipe.json beside each (else inside it);
+    external members by their sidecar."""
+    from steelkit import external
+
     found: dict[str, list[Path]] = {"classifier": [], "segmenter": []}
     for path in map(Path, paths):
+        if external.is_member(path):
+            found[external.read_sidecar(path)["stage"]].append(path)
+            continue
         beside = path.parent / "recipe.json"
         recipe = Recipe.load(beside) if beside.is_file() else Recipe.from_dict(load_state(path)["recipe"])
         found[recipe.stage].append(path)

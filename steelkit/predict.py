@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from steelkit import atomic, checkpoint, pseudo, submission, tta
+from steelkit import atomic, checkpoint, external, pseudo, submission, tta
 from steelkit import rle as rle_lib
 from steelkit.augment import eval_transform
 from steelkit.competition import RLE_COLUMNS, agreed_shape, read_table
@@ -99,7 +99,8 @@ def resolve_devices(device: str | list | None = None) -> list[torch.device]:
 
 
 class Ensemble:
-    """The models of one stage, all loaded from checkpoints (each carries its recipe), spread over
+    """The models of one stage, loaded from checkpoints (each carries its recipe) or TorchScript members
+    (``steelkit.external``), spread over
     ``devices``: model i lives on device i mod the number of devices, every batch goes to all of them,
     and the outputs are gathered on the first device and averaged in model order (so one device or
     several give the same numbers)."""
@@ -109,9 +110,13 @@ class Ensemble:
         self.models = []
         for number, path in enumerate(self.paths):
             device = self.devices[number % len(self.devices)]
-            model, recipe = checkpoint.load_model(path, device)
-            if recipe.stage != stage:
-                raise ValueError(f"{path} is a {recipe.stage}, given as a {stage}")
+            if external.is_member(path):  # a TorchScript model with its sidecar
+                model, found = external.load_member(path, device)
+            else:
+                model, recipe = checkpoint.load_model(path, device)
+                found = recipe.stage
+            if found != stage:
+                raise ValueError(f"{path} is a {found}, given as a {stage}")
             if device.type == "cuda":  # as in training: tensor cores want NHWC
                 model = model.to(memory_format=torch.channels_last)
             self.models.append((model, device))
