@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round", type=int, default=1, help="pseudo-label round number")
     p.add_argument("--truth", help="score against this truth (default DATA/test_truth.csv if present)")
     p.add_argument("--overlays", help="folder for overlay pictures (default: beside --out)")
-    p.add_argument("--device")
+    p.add_argument("--device", help="cpu, cuda:0 or several, cuda:0,cuda:1 (default: every GPU, else cpu)")
     p.set_defaults(run=cmd_predict)
 
     p = sub.add_parser("thresholds", help="tune post-processing on out-of-fold probabilities")
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--round", type=int, default=1)
     p.add_argument("--out", default="pseudo.csv")
-    p.add_argument("--device")
+    p.add_argument("--device", help="cpu, cuda:0 or several, cuda:0,cuda:1 (default: every GPU, else cpu)")
     p.set_defaults(run=cmd_pseudo)
 
     return parser
