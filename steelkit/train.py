@@ -41,9 +41,11 @@ from steelkit.models import build_model, freeze_unused
 from steelkit.recipe import Recipe
 
 # Fields a resumed run may change: more (or fewer) epochs, a common wish (the schedule is then stretched
-# over the new length from where the run stands), and what only affects data loading and validation
-# batching. Anything else would make the resumed run a different run than its recipe.json says.
-RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size")
+# over the new length from where the run stands), what only affects data loading and validation
+# batching, and the folds file's path (it moves with its folder, e.g. a Kaggle output attached elsewhere;
+# the folds it holds are checked against n_folds and folds_seed, which may not change). Anything else would
+# make the resumed run a different run than its recipe.json says.
+RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "folds_file")
 
 
 def check_resumable(saved: Recipe, recipe: Recipe, path: Path) -> None:

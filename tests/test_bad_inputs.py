@@ -206,7 +206,7 @@ def test_resume_may_add_epochs_and_names_any_other_change(mini, tmp_path):
     done = steelkit("train", "--preset", "seg-tiny", "--data", mini, "--out", out, *TINY, "--set", "epochs=3",
                     "--set", "lr=0.5", "--set", "hflip=0", "--resume", expect=2)
     assert "lr 0.01 -> 0.5" in done.stderr and "hflip 0.5 -> 0.0" in done.stderr
-    assert "may change only epochs, num_workers, val_batch_size" in done.stderr
+    assert "may change only epochs, num_workers, val_batch_size, folds_file" in done.stderr
 
 
 # 11. outputs get the usual permissions
