@@ -73,7 +73,7 @@ def threshold_search(curves: list[dict], path: str | os.PathLike) -> Path:
                          label=f"chosen {curve[key]['chosen']:g}")
             axes.set(xlabel=label if k == 3 else None, ylabel=f"class {k + 1} Dice" if key == "pixel" else None)
             axes.grid(alpha=0.3)
-            axes.legend(fontsize="small", loc="lower right" if key == "pixel" else "lower left")
+            axes.legend(fontsize="small", loc="best")
     figure.suptitle("threshold search on out-of-fold predictions (mean Dice of each class's pairs)")
     return save(figure, path)
 
@@ -92,7 +92,8 @@ def score_bars(rounds: dict[str, dict], baseline: dict, path: str | os.PathLike)
         axes.bar(positions, [scores[k] for k in keys], width, label=name,
                  color="0.75" if name == "all-empty" else None)
     axes.set_xticks(np.arange(len(keys)), labels)
-    axes.set(ylabel="Kaggle mean Dice", ylim=(0, 1.05), title="Dice per class: rounds against the all-empty baseline")
-    axes.legend(fontsize="small")
+    axes.set(ylabel="Kaggle mean Dice", ylim=(0, 1.2), title="Dice per class: rounds against the all-empty baseline")
+    axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    axes.legend(fontsize="small", loc="upper center", ncols=len(series))  # above the bars, not over them
     axes.grid(axis="y", alpha=0.3)
     return save(figure, path)
