@@ -163,6 +163,21 @@ def cmd_pseudo(args) -> int:
     return 0
 
 
+def cmd_budget(args) -> int:
+    from steelkit import budget, checkpoint
+
+    paths = checkpoint.find_checkpoints((args.classifiers or []) + args.segmenters)
+    if args.measure:
+        models = [checkpoint.load_model(path) for path in paths]
+        result = budget.measure([(model, recipe.stage) for model, recipe in models], args.images, args.tta,
+                                args.batch_size, args.device)
+    else:
+        recipes = [checkpoint.load_model(path)[1] for path in paths]
+        result = budget.estimate(recipes, args.images, args.tta, gpus=args.gpus)
+    print(result)
+    return 1 if result.over_limit else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m steelkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -240,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="pseudo.csv")
     p.add_argument("--device", help="cpu, cuda:0 or several, cuda:0,cuda:1 (default: every GPU, else cpu)")
     p.set_defaults(run=cmd_pseudo)
+
+    p = sub.add_parser("budget", help="the submission's run time on Kaggle: estimated, or measured here")
+    p.add_argument("--classifiers", nargs="*", help="training outputs or checkpoints")
+    p.add_argument("--segmenters", nargs="+", required=True)
+    p.add_argument("--images", type=int, default=5506, help="test images (default: today's 5,506)")
+    p.add_argument("--tta", type=int, default=3, help="TTA modes")
+    p.add_argument("--gpus", type=int, default=2, help="with the estimate: GPUs sharing the ensemble")
+    p.add_argument("--measure", action="store_true", help="time the models on this machine's device instead")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device")
+    p.set_defaults(run=cmd_budget)
 
     return parser
 
