@@ -39,11 +39,12 @@ def samples_from_table(table: pd.DataFrame, image_dir: str | os.PathLike, pseudo
             for image_id, *rles in table[["ImageId", *RLE_COLUMNS]].itertuples(index=False)]
 
 
-def check_images(paths: list[Path], shape: tuple[int, int], workers: int = 4) -> None:
-    """Read every image once, up front; raise naming the missing, unreadable or wrongly sized ones."""
+def check_images(paths: list[Path], shape: tuple[int, int], workers: int = 4, grayscale: bool = False) -> None:
+    """Read every image once, up front, as training will; raise naming the missing, unreadable or wrongly
+    sized ones."""
     def problem(path: Path) -> str | None:
         try:
-            found = read_image(path).shape[:2]
+            found = read_image(path, grayscale).shape[:2]
         except (OSError, ValueError) as error:
             return str(error)
         return None if found == tuple(shape) else f"image {path}: {found[0]}x{found[1]}, expected {shape[0]}x{shape[1]}"
@@ -75,15 +76,15 @@ def check_labels(samples: list[Sample], shape: tuple[int, int]) -> None:
 class SteelDataset(Dataset):
     """Training or validation items from Samples, through an albumentations pipeline."""
 
-    def __init__(self, samples: list[Sample], shape: tuple[int, int], transform):
-        self.samples, self.shape, self.transform = samples, tuple(shape), transform
+    def __init__(self, samples: list[Sample], shape: tuple[int, int], transform, grayscale: bool = False):
+        self.samples, self.shape, self.transform, self.grayscale = samples, tuple(shape), transform, grayscale
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        image = read_image(sample.image_path)
+        image = read_image(sample.image_path, self.grayscale)
         mask = np.moveaxis(decode_row(sample.rles, self.shape), 0, -1)  # (H, W, 4) for albumentations
         out = self.transform(image=image, mask=mask)
         # uint8 until the device: a quarter of the bytes to copy; the loss makes it float there
@@ -96,8 +97,8 @@ class TestImages(Dataset):
     """Test images for prediction. An unreadable image gives a zero image and its error, not an exception,
     so that one bad file cannot sink a whole run: ``ok`` False and ``error`` say what happened."""
 
-    def __init__(self, paths: list[Path], shape: tuple[int, int], transform):
-        self.paths, self.shape, self.transform = list(paths), tuple(shape), transform
+    def __init__(self, paths: list[Path], shape: tuple[int, int], transform, grayscale: bool = False):
+        self.paths, self.shape, self.transform, self.grayscale = list(paths), tuple(shape), transform, grayscale
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -105,7 +106,7 @@ class TestImages(Dataset):
     def __getitem__(self, index: int) -> dict:
         error = ""
         try:
-            image = read_image(self.paths[index])
+            image = read_image(self.paths[index], self.grayscale)
             if image.shape[:2] != self.shape:
                 raise ValueError(f"image {self.paths[index]}: {image.shape[0]}x{image.shape[1]}, "
                                  f"expected {self.shape[0]}x{self.shape[1]}")

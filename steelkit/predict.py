@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from steelkit import atomic, checkpoint, external, pseudo, submission, tta
 from steelkit import rle as rle_lib
 from steelkit.augment import eval_transform
-from steelkit.competition import RLE_COLUMNS, agreed_shape, read_table
+from steelkit.competition import RLE_COLUMNS, agreed_shape, grayscale_is_exact, read_table
 from steelkit.datasets import TestImages
 from steelkit.models import pad_to_multiple
 from steelkit.postprocess import PostprocessConfig, clean_classes
@@ -183,7 +183,8 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
     label_thresholds = np.array(post.label_thresholds, dtype=np.float32)
     models = ";".join((classify.names() if classify else []) + segment.names())
 
-    dataset = TestImages([data_dir / "test_images" / i for i in image_ids], shape, eval_transform())
+    test_paths = [data_dir / "test_images" / i for i in image_ids]
+    dataset = TestImages(test_paths, shape, eval_transform(), grayscale_is_exact(test_paths))
     loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers,
                         pin_memory=devices[0].type == "cuda")
     rows, pseudo_rows, failed = [], [], []

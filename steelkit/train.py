@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from steelkit import atomic, checkpoint, distributed, folds, validation
 from steelkit.augment import eval_transform, train_transform
-from steelkit.competition import agreed_shape, read_labels
+from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
 from steelkit.datasets import SteelDataset, check_images, check_labels, samples_from_table, worker_init_fn
 from steelkit.losses import build_loss
 from steelkit.models import build_model, freeze_unused
@@ -232,11 +232,12 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     recipe = dataclasses.replace(recipe, folds_file=str(folds_file.resolve()))  # recipe.json says which folds
     used = [s.image_path for s in train_samples + valid_samples]
     shape = agreed_shape(used, "training images")
+    grayscale = grayscale_is_exact(used)  # the cheaper exact decode, as prediction will use
     if context.main:
-        check_images(used, shape)
+        check_images(used, shape, grayscale=grayscale)
         check_labels(train_samples + valid_samples, shape)
-    train_set = SteelDataset(train_samples, shape, train_transform(recipe, shape))
-    valid_set = SteelDataset(valid_samples, shape, eval_transform())
+    train_set = SteelDataset(train_samples, shape, train_transform(recipe, shape), grayscale)
+    valid_set = SteelDataset(valid_samples, shape, eval_transform(), grayscale)
     valid_shard = validation.shard(valid_set, recipe.val_batch_size, context.rank, context.world_size)
 
     seed_everything(recipe.seed)

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,3 +86,14 @@ def test_find_data_dir(mini, monkeypatch, tmp_path):
     assert paths.find_data_dir() == tmp_path / paths.COMPETITION_SLUG
     with pytest.raises(FileNotFoundError, match="no competition data"):
         paths.find_data_dir(tmp_path / "empty")
+
+
+def test_grayscale_decoding_is_used_only_where_it_is_exact(mini, tmp_path):
+    images = sorted((mini / "train_images").iterdir())
+    assert competition.grayscale_is_exact(images), "synthetic images are grey in three channels, as the real ones"
+    np.testing.assert_array_equal(competition.read_image(images[0], grayscale=True), competition.read_image(images[0]))
+    colour = np.zeros((32, 96, 3), np.uint8)
+    colour[..., 2] = 200  # one red image among grey ones: colour decoding for all
+    cv2.imwrite(str(tmp_path / "red.png"), colour)
+    assert not competition.grayscale_is_exact([tmp_path / "red.png", *images])
+    assert not competition.grayscale_is_exact([tmp_path / "missing.jpg"])
