@@ -7,7 +7,6 @@ is the empty string. Everything here is numpy (and cv2's transpose) and vectoris
 
 from __future__ import annotations
 
-import re
 import threading
 
 import cv2
@@ -75,12 +74,12 @@ def parse(rle: str, shape: tuple[int, int] = DEFAULT_SHAPE) -> tuple[np.ndarray,
         rle = ""
     text = str(rle).strip()
     n_pixels = shape[0] * shape[1]
-    longest = len(str(n_pixels))
-    # digits and spaces, no value with more digits than the image has pixels: parse in C, no overflow possible
-    if text.isascii() and not text.encode().translate(None, b"0123456789 ") and \
-            not re.search(rf"\d{{{longest + 1},}}", text):
+    values = None
+    if text.isascii() and not text.encode().translate(None, b"0123456789 "):  # digits and spaces: parse in C
         values = np.fromstring(text, dtype=np.int64, sep=" ")
-    else:
+        if values.size and values.max() > n_pixels:  # too large, or clamped from an overflow: name it exactly
+            values = None
+    if values is None:
         values = np.array([_checked_value(token, position, n_pixels, shape)
                            for position, token in enumerate(text.split(), start=1)], dtype=np.int64)
     if values.size % 2:
