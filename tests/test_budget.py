@@ -36,3 +36,10 @@ def test_the_command_line_says_plainly_when_the_ensemble_is_over_the_cap(trained
     done = subprocess.run([sys.executable, "-m", "steelkit", "budget", "--segmenters", trained / "seg-tiny",
                            "--images", "50000000", "--gpus", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "EXCEEDS the competition's 60-minute cap" in done.stdout
+
+
+def test_the_estimate_says_plainly_when_an_ensemble_is_too_slow():
+    small = budget.estimate([preset("seg-tiny")], 100, 1)
+    huge = budget.estimate([preset("seg-tiny")] * 40, 5506, 3, tflops=0.5, gpus=1)
+    assert not small.over_limit and "within" in str(small)
+    assert huge.over_limit and "EXCEEDS the competition's 60-minute cap" in str(huge)
