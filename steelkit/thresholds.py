@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import struct
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -34,16 +37,21 @@ GRIDS = {
 }
 
 
+def oof_file(folder) -> Path:
+    path = Path(folder) / "oof.npz" if Path(folder).is_dir() else Path(folder)
+    if not path.is_file():
+        raise FileNotFoundError(f"no out-of-fold file {path}; train with steelkit first")
+    return path
+
+
 def load_oof(folders, key: str) -> tuple[list[str], np.ndarray, dict]:
     """Out-of-fold probabilities of several training outputs, averaged per image over the models that
-    predicted it -> (image ids, (N, 4[, h, w]) float32 in [0, 1], metadata)."""
+    predicted it -> (image ids, (N, 4[, h, w]) float32 in [0, 1], metadata). For the classifiers' small
+    arrays; segmenter maps go class by class through ``class_maps``."""
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     meta = {}
-    for folder in map(Path, folders):
-        path = folder / "oof.npz" if folder.is_dir() else folder
-        if not path.is_file():
-            raise FileNotFoundError(f"no out-of-fold file {path}; train with steelkit first")
+    for path in map(oof_file, folders):
         data = np.load(path)
         if key not in data:
             raise ValueError(f"{path} holds no {key} (a {data['stage']} output)")
@@ -56,34 +64,111 @@ def load_oof(folders, key: str) -> tuple[list[str], np.ndarray, dict]:
     return ids, np.stack([sums[i] / counts[i] for i in ids]), meta
 
 
-def downscale_truth(table: pd.DataFrame, ids: list[str], shape, scale: int) -> np.ndarray:
-    """(N, 4, H/s, W/s) bool truth at the out-of-fold maps' resolution."""
-    rows = table.set_index("ImageId").loc[ids, list(RLE_COLUMNS)].to_numpy()
+def map_sources(folders, key: str = "seg_probs") -> tuple[list[str], list[tuple[Path, np.ndarray]], dict]:
+    """Where each segmenter's out-of-fold maps are, without reading them -> (sorted image ids, per file
+    (path, position of each of its rows among the ids), metadata with ``shape``, ``scale``, ``map_shape``)."""
+    per_file, meta = [], {}
+    for path in map(oof_file, folders):
+        data = np.load(path)
+        if key not in data.files:
+            raise ValueError(f"{path} holds no {key} (a {data['stage']} output)")
+        meta = {"scale": int(data["scale"]), "shape": tuple(int(v) for v in data["shape"])}
+        per_file.append((path, data["image_ids"].tolist()))
+    ids = sorted({i for _, file_ids in per_file for i in file_ids})
+    position = {image_id: n for n, image_id in enumerate(ids)}
+    sources = [(path, np.array([position[i] for i in file_ids], dtype=np.int64)) for path, file_ids in per_file]
+    return ids, sources, meta
+
+
+def npz_member(path: Path, key: str) -> np.ndarray:
+    """An array inside an .npz without reading it: a read-only memory map when np.savez stored it
+    uncompressed (steelkit's files), else the array itself."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{key}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            return np.load(path)[key]
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(handle)
+        offset = handle.tell()
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def class_maps(sources, n_images: int, k: int) -> np.ndarray:
+    """Class ``k``'s out-of-fold maps (N, h, w) uint8 = round(255 p), averaged over the segmenters that
+    predicted each image (rounded to the nearest level): one class in memory at a time."""
+    total, counts = None, np.zeros(n_images, np.uint16)
+    for path, rows in sources:
+        maps = npz_member(path, "seg_probs")
+        if total is None:
+            total = np.zeros((n_images, *maps.shape[2:]), np.uint16 if len(sources) > 1 else np.uint8)
+        total[rows] += maps[:, k]
+        counts[rows] += 1
+        del maps
+    if len(sources) == 1:
+        return total
+    half = (counts // 2)[:, None, None]
+    return ((total + half) // np.maximum(counts, 1)[:, None, None]).astype(np.uint8)
+
+
+def downscale_truth(table: pd.DataFrame, ids: list[str], shape, scale: int, k: int | None = None) -> np.ndarray:
+    """(N, 4, H/s, W/s) bool truth at the out-of-fold maps' resolution; (N, H/s, W/s) for class ``k`` alone
+    (0-based)."""
+    columns = list(RLE_COLUMNS) if k is None else [RLE_COLUMNS[k]]
+    rows = table.set_index("ImageId").loc[ids, columns].to_numpy()
     out = []
     for rles in rows:
         masks = decode_row(rles, shape).astype(np.float32)
         if scale > 1:  # as the maps were pooled: whole blocks only, a remainder row or column dropped
             height, width = shape[0] // scale, shape[1] // scale
-            masks = masks[:, :height * scale, :width * scale].reshape(4, height, scale, width, scale).mean(axis=(2, 4))
-        out.append(masks >= 0.5)
+            masks = masks[:, :height * scale, :width * scale].reshape(len(columns), height, scale, width,
+                                                                      scale).mean(axis=(2, 4))
+        out.append(masks >= 0.5 if k is None else masks[0] >= 0.5)
     return np.stack(out)
 
 
-def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid) -> tuple[np.ndarray, np.ndarray]:
-    """For one class: (N, h, w) probabilities and truth -> kept area and kept overlap with the truth,
-    each (len(pixel_grid), N, len(size_grid)) float64, after removing components below each size."""
+def level_above(threshold: float) -> int:
+    """The lowest uint8 level v with v / 255 > ``threshold`` (as float32, as the maps were compared once)."""
+    levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    above = np.flatnonzero(levels > np.float32(threshold))
+    return int(above[0]) if above.size else 256
+
+
+def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
+                    workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For one class: (N, h, w) uint8 maps (round(255 p)) and truth -> kept area and kept overlap with the
+    truth, each (len(pixel_grid), N, len(size_grid)) float64, after removing components below each size.
+    Thresholds are compared in the maps' uint8 domain; images are shared among ``workers`` threads (cv2
+    releases the GIL)."""
     sizes = np.asarray(size_grid, dtype=np.float64)[:, None]
     area = np.zeros((len(pixel_grid), len(probs), len(size_grid)))
     inter = np.zeros_like(area)
     peaks = probs.reshape(len(probs), -1).max(axis=1)
-    for t, threshold in enumerate(pixel_grid):
-        for n in np.flatnonzero(peaks > threshold):
-            mask = (probs[n] > threshold).astype(np.uint8)
+
+    def one(t: int, level: int, images: np.ndarray) -> None:
+        for n in images:
+            mask = (probs[n] >= level).view(np.uint8)
             count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
             areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
             overlaps = np.bincount(labels[truth[n]], minlength=count)[1:].astype(np.float64)
             keep = areas[None, :] >= sizes  # (sizes, components)
             area[t, n], inter[t, n] = keep @ areas, keep @ overlaps
+
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(workers) as pool:
+        jobs = []
+        for t, threshold in enumerate(pixel_grid):
+            level = level_above(threshold)
+            chosen = np.flatnonzero(peaks >= level)
+            jobs += [pool.submit(one, t, level, part) for part in np.array_split(chosen, workers * 4) if part.size]
+        for job in jobs:
+            job.result()
     return area, inter
 
 
@@ -104,7 +189,7 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     """Tune the post-processing on out-of-fold probabilities -> {"config", "figures" (per class: the seed's
     and the tuned Dice), "images", "curves" (per class: Dice along the pixel-threshold and total-area
     grids, for ``figures.threshold_search``)}."""
-    ids, seg, meta = load_oof(segmenter_dirs, "seg_probs")
+    ids, sources, meta = map_sources(segmenter_dirs)
     if classifier_dirs:
         cls_ids, cls, _ = load_oof(classifier_dirs, "cls_probs")
         lookup = dict(zip(cls_ids, cls))
@@ -117,8 +202,8 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
         cls = np.ones((len(ids), 4), dtype=np.float32)
     data_dir = Path(data_dir)
     table = read_labels(data_dir / "train.csv", data_dir / "train_images")
-    truth = downscale_truth(table, ids, meta["shape"], meta["scale"])
-    to_oof_px = seg.shape[2] * seg.shape[3] / REFERENCE_PX  # reference (256 x 1600) pixels -> oof pixels
+    map_shape = (meta["shape"][0] // meta["scale"], meta["shape"][1] // meta["scale"])
+    to_oof_px = map_shape[0] * map_shape[1] / REFERENCE_PX  # reference (256 x 1600) pixels -> oof pixels
     grids = {k: tuple(sorted(set(v))) for k, v in GRIDS.items()}
     grids["label"] = tuple(sorted(set(grids["label"]) | set(defaults.label_thresholds))) if classifier_dirs else (0.0,)
     grids["pixel"] = tuple(sorted(set(grids["pixel"]) | set(defaults.pixel_thresholds)))
@@ -129,8 +214,10 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
 
     chosen, rows, curves = {f.name: [] for f in dataclasses.fields(PostprocessConfig)}, [], []
     for k in tqdm(range(4), desc="threshold search", unit="class"):
-        area, inter = component_stats(seg[:, k], truth[:, k], grids["pixel"], size_grid)
-        truth_area = truth[:, k].reshape(len(ids), -1).sum(axis=1).astype(np.float64)
+        truth = downscale_truth(table, ids, meta["shape"], meta["scale"], k)  # one class in memory at a time
+        area, inter = component_stats(class_maps(sources, len(ids), k), truth, grids["pixel"], size_grid)
+        truth_area = truth.reshape(len(ids), -1).sum(axis=1).astype(np.float64)
+        del truth
         scores = np.stack([np.stack([score_grid(area[t, :, m], inter[t, :, m], truth_area, cls[:, k],
                                                 grids["label"], total_grid)
                                      for m in range(len(size_grid))]) for t in range(len(grids["pixel"]))])
