@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from steelkit.competition import RLE_COLUMNS, decode_row, read_labels
+from steelkit import rle as rle_lib
+from steelkit.competition import RLE_COLUMNS, read_labels
 from steelkit.postprocess import REFERENCE_SHAPE, PostprocessConfig
 
 REFERENCE_PX = REFERENCE_SHAPE[0] * REFERENCE_SHAPE[1]
@@ -118,19 +119,21 @@ def class_maps(sources, n_images: int, k: int) -> np.ndarray:
 
 
 def downscale_truth(table: pd.DataFrame, ids: list[str], shape, scale: int, k: int | None = None) -> np.ndarray:
-    """(N, 4, H/s, W/s) bool truth at the out-of-fold maps' resolution; (N, H/s, W/s) for class ``k`` alone
-    (0-based)."""
+    """(N, 4, H/s, W/s) bool truth at the out-of-fold maps' resolution (a pixel is a defect when at least
+    half its s x s block is); (N, H/s, W/s) for class ``k`` alone (0-based). Empty masks (most of them)
+    are never decoded."""
     columns = list(RLE_COLUMNS) if k is None else [RLE_COLUMNS[k]]
-    rows = table.set_index("ImageId").loc[ids, columns].to_numpy()
-    out = []
-    for rles in rows:
-        masks = decode_row(rles, shape).astype(np.float32)
+    rles = table.set_index("ImageId").loc[ids, columns].to_numpy()
+    height, width = shape[0] // scale, shape[1] // scale
+    out = np.zeros((len(ids), len(columns), height, width), dtype=bool)
+    for n, c in zip(*np.nonzero(rles != "")):
+        mask = rle_lib.decode(rles[n, c], shape)
         if scale > 1:  # as the maps were pooled: whole blocks only, a remainder row or column dropped
-            height, width = shape[0] // scale, shape[1] // scale
-            masks = masks[:, :height * scale, :width * scale].reshape(len(columns), height, scale, width,
-                                                                      scale).mean(axis=(2, 4))
-        out.append(masks >= 0.5 if k is None else masks[0] >= 0.5)
-    return np.stack(out)
+            blocks = mask[:height * scale, :width * scale].reshape(height, scale, width, scale)
+            out[n, c] = blocks.sum(axis=(1, 3), dtype=np.uint16) * 2 >= scale * scale
+        else:
+            out[n, c] = mask.astype(bool)
+    return out if k is None else out[:, 0]
 
 
 def level_above(threshold: float) -> int:
@@ -150,11 +153,13 @@ def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
     area = np.zeros((len(pixel_grid), len(probs), len(size_grid)))
     inter = np.zeros_like(area)
     peaks = probs.reshape(len(probs), -1).max(axis=1)
+    label_type = cv2.CV_16U if probs[0].size < 2**16 else cv2.CV_32S
 
     def one(t: int, level: int, images: np.ndarray) -> None:
         for n in images:
             mask = (probs[n] >= level).view(np.uint8)
-            count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+            # 16-bit labels: a map of h x w < 2^16 pixels cannot hold more components, and they are faster
+            count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=label_type)
             areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
             overlaps = np.bincount(labels[truth[n]], minlength=count)[1:].astype(np.float64)
             keep = areas[None, :] >= sizes  # (sizes, components)

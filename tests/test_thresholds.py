@@ -75,3 +75,27 @@ def test_segmenter_only_search_skips_the_label_threshold(tmp_path):
     data = planted(tmp_path)
     result = thresholds.search([], [tmp_path / "seg"], data)
     assert result["config"].label_thresholds == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_class_maps_average_each_image_over_the_segmenters_that_saw_it(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 256, (3, 4, 8, 16), dtype=np.uint8), rng.integers(0, 256, (2, 4, 8, 16), dtype=np.uint8)
+    for name, ids, maps in (("a", ["x", "y", "z"], a), ("b", ["z", "w"], b)):
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "oof.npz", image_ids=np.array(ids), scale=1, shape=np.array([8, 16]),
+                 stage="segmenter", seg_probs=maps)
+    assert isinstance(thresholds.npz_member(tmp_path / "a" / "oof.npz", "seg_probs"), np.memmap)
+    ids, sources, meta = thresholds.map_sources([tmp_path / "a", tmp_path / "b"])
+    assert ids == ["w", "x", "y", "z"] and meta["shape"] == (8, 16)
+    maps = thresholds.class_maps(sources, len(ids), 2)
+    np.testing.assert_array_equal(maps[0], b[1, 2])
+    np.testing.assert_array_equal(maps[1], a[0, 2])
+    both = (a[2, 2].astype(int) + b[0, 2].astype(int) + 1) // 2  # z: the rounded mean of both
+    np.testing.assert_array_equal(maps[3], both)
+
+
+def test_uint8_levels_compare_as_the_float_maps_did():
+    levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    for threshold in (0.0, 0.2, 0.3, 0.55, 0.7, 0.99, 1.0):
+        cut = thresholds.level_above(threshold)
+        assert ((np.arange(256) >= cut) == (levels > threshold)).all(), threshold

@@ -50,14 +50,18 @@ def make_oof(folder: Path, n: int = N_IMAGES, seed: int = 0, segmenters: int = 1
     return folder
 
 
+# peak memory from the kernel's high-water mark of this process (ru_maxrss would carry the parent's over
+# fork and exec: the data-making process holds gigabytes)
 SEARCH = """
-import sys, resource, time
+import re, sys, time
 from pathlib import Path
 from steelkit import thresholds
 folder, n = Path(sys.argv[1]), int(sys.argv[2])
 start = time.perf_counter()
 result = thresholds.search([folder / "cls"], [folder / f"seg{m}" for m in range(n)], folder / "data")
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+seconds = time.perf_counter() - start
+peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1])
+print(seconds, peak_kb / 1024)
 """
 
 
