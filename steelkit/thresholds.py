@@ -81,41 +81,64 @@ def map_sources(folders, key: str = "seg_probs") -> tuple[list[str], list[tuple[
     return ids, sources, meta
 
 
-def npz_member(path: Path, key: str) -> np.ndarray:
-    """An array inside an .npz without reading it: a read-only memory map when np.savez stored it
-    uncompressed (steelkit's files), else the array itself."""
+def npz_array_location(path: Path, key: str) -> tuple[int, tuple, np.dtype] | None:
+    """(byte offset, shape, dtype) of an array that np.savez stored uncompressed inside an .npz (steelkit's
+    files), so that parts of it can be read without the rest; None when it is compressed."""
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo(f"{key}.npy")
-        if info.compress_type != zipfile.ZIP_STORED:
-            return np.load(path)[key]
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
     with open(path, "rb") as handle:
         handle.seek(info.header_offset)
-        local = handle.read(30)
-        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        name_length, extra_length = struct.unpack("<HH", handle.read(30)[26:30])
         handle.seek(info.header_offset + 30 + name_length + extra_length)
         version = np.lib.format.read_magic(handle)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
             np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(handle)
-        offset = handle.tell()
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+        if fortran:
+            return None
+        return handle.tell(), shape, dtype
+
+
+def read_rows(path: Path, key: str, chunk: int = 512):
+    """Yield (first row, rows) of an (N, ...) array inside an .npz, ``chunk`` rows at a time: reading
+    1.3 GB of maps never holds more than one chunk (plain reads: the file's pages stay in the page cache,
+    not in this process)."""
+    location = npz_array_location(path, key)
+    if location is None:
+        array = np.load(path)[key]
+        for start in range(0, len(array), chunk):
+            yield start, array[start:start + chunk]
+        return
+    offset, shape, dtype = location
+    row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+    with open(path, "rb") as handle:
+        for start in range(0, shape[0], chunk):
+            count = min(chunk, shape[0] - start)
+            handle.seek(offset + start * row_bytes)
+            yield start, np.fromfile(handle, dtype=dtype, count=count * row_bytes // dtype.itemsize).reshape(
+                count, *shape[1:])
 
 
 def class_maps(sources, n_images: int, k: int) -> np.ndarray:
     """Class ``k``'s out-of-fold maps (N, h, w) uint8 = round(255 p), averaged over the segmenters that
-    predicted each image (rounded to the nearest level): one class in memory at a time."""
+    predicted each image (rounded to the nearest level): one class in memory at a time, read in chunks."""
     total, counts = None, np.zeros(n_images, np.uint16)
     for path, rows in sources:
-        maps = npz_member(path, "seg_probs")
-        if total is None:
-            total = np.zeros((n_images, *maps.shape[2:]), np.uint16 if len(sources) > 1 else np.uint8)
-        total[rows] += maps[:, k]
-        counts[rows] += 1
-        del maps
+        for start, maps in read_rows(path, "seg_probs"):
+            if total is None:
+                total = np.zeros((n_images, *maps.shape[2:]), np.uint16 if len(sources) > 1 else np.uint8)
+            where = rows[start:start + len(maps)]
+            total[where] += maps[:, k]
+            counts[where] += 1
     if len(sources) == 1:
         return total
-    half = (counts // 2)[:, None, None]
-    return ((total + half) // np.maximum(counts, 1)[:, None, None]).astype(np.uint8)
+    out = np.empty(total.shape, np.uint8)
+    for start in range(0, n_images, 512):  # the rounded mean, chunk by chunk: no full-size temporaries
+        part, count = total[start:start + 512], np.maximum(counts[start:start + 512], 1)[:, None, None]
+        out[start:start + 512] = (part + count // 2) // count
+    return out
 
 
 def downscale_truth(table: pd.DataFrame, ids: list[str], shape, scale: int, k: int | None = None) -> np.ndarray:
