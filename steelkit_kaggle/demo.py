@@ -103,7 +103,8 @@ def write_report(out: Path, inputs: Path, layout: str, rounds: dict, empty: dict
 
 
 def paths_of(inputs: Path, slug: str, layout: str) -> Path:
-    return inputs / slug if layout == "slug" else inputs / "notebooks" / USER / slug
+    """Where the rehearsal attached a demo notebook's outputs."""
+    return rehearsal.mount_path(inputs, slug, layout, "notebooks", USER)
 
 
 def _terminal(text: str) -> None:

@@ -60,12 +60,18 @@ socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, c
 
 
 
+def mount_path(inputs: Path, slug: str, layout: str = "slug", kind: str = "datasets",
+               owner: str = "steelkit-demo") -> Path:
+    """Where Kaggle mounts the input ``slug`` in ``layout``."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"input layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    return inputs / slug if layout == "slug" else inputs / kind / owner / slug
+
+
 def attach(inputs: Path, slug: str, source: Path, layout: str = "slug", kind: str = "datasets",
            owner: str = "steelkit-demo") -> Path:
     """Copy ``source`` into ``inputs`` where Kaggle would mount the input ``slug`` -> its folder there."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"input layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
-    target = inputs / slug if layout == "slug" else inputs / kind / owner / slug
+    target = mount_path(inputs, slug, layout, kind, owner)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
     return target
