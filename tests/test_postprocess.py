@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from steelkit.postprocess import PostprocessConfig, clean_mask, postprocess
+from steelkit.postprocess import SPARSE_SHARE, PostprocessConfig, clean_mask, postprocess
 
 
 def reference(seg_probs, cls_probs, config):
@@ -87,3 +87,52 @@ def test_many_components_take_the_other_lookup():
     out = postprocess(probs, np.ones(4, np.float32), config)
     np.testing.assert_array_equal(out, reference(probs, np.ones(4, np.float32), config))
     assert out[:, :, :90].sum() == 0 and (out[:, 40:60, 100:140] == 1).all()  # specks gone, the block kept
+
+
+def speckled(rng, shape, sigma, gain, base):
+    """(4, *shape) maps: blurred noise crossing the threshold in blobs, sparse or dense by ``base``."""
+    noise = np.stack([cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), sigma) for _ in range(4)])
+    return np.clip((noise - noise.mean()) * gain + base, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["sparse", "dense"])
+@pytest.mark.parametrize("seed", range(3))
+def test_matches_the_reference_on_sparse_and_dense_maps(kind, seed):
+    rng = np.random.default_rng(seed)
+    shape, base = ((256, 1600), 0.25) if kind == "sparse" else ((96, 400), 0.5)
+    probs = speckled(rng, shape, 2.5 if kind == "sparse" else 1.5, 2.6 if kind == "sparse" else 4.0, base)
+    share = (probs > 0.55).mean(axis=(1, 2))
+    # each kind goes down its own path: areas counted at the foreground pixels, or by cv2's statistics
+    assert (share <= SPARSE_SHARE).all() if kind == "sparse" else (share > SPARSE_SHARE).all()
+    config = PostprocessConfig(label_thresholds=(0.0,) * 4, pixel_thresholds=(0.55,) * 4,
+                               min_component_px=(2, 20, 80, 151), min_total_px=(0, 100, 300, 600))
+    sure = np.ones(4, np.float32)
+    out = postprocess(probs, sure, config)
+    np.testing.assert_array_equal(out, reference(probs, sure, config))
+    assert out.any() and (out <= (probs > 0.55)).all()
+
+
+@pytest.mark.parametrize("share", [SPARSE_SHARE - 0.001, SPARSE_SHARE + 0.001])
+def test_edge_cases_on_both_paths(share):
+    """Components of exactly the minimum and one pixel under it, on the image's borders and corners, a
+    total exactly at its minimum, with the foreground share just under and just over the path switch."""
+    height, width = 100, 200
+    probs = np.zeros((height, width), np.float32)
+    probs[0, 0] = probs[-1, -1] = 0.9  # single pixels in two corners: removed
+    probs[0:3, 50:53] = 0.9  # 9 px on the top border: exactly the minimum, kept
+    probs[-2:, 100:104] = 0.9  # 8 px on the bottom border: one under, removed
+    probs[40:43, -3:] = 0.9  # 9 px on the right border: kept
+    filler = int(share * probs.size) - int((probs > 0.5).sum())
+    rows = filler // 20
+    probs[20:20 + rows, 120:140] = 0.9  # one block brings the foreground to ``share``
+    probs[20 + rows, 120:120 + filler - rows * 20] = 0.9
+    kept = 9 + 9 + filler
+    for total in (kept, kept + 1):  # at the total minimum: kept; one pixel over it: everything dropped
+        out = clean_mask(probs, 0.5, 9, total)
+        expected = reference(np.stack([probs] * 4), np.ones(4, np.float32),
+                             PostprocessConfig(label_thresholds=(0.0,) * 4, pixel_thresholds=(0.5,) * 4,
+                                               min_component_px=(9,) * 4, min_total_px=(total,) * 4))[0]
+        np.testing.assert_array_equal(out, expected)
+        assert out.sum() == (kept if total == kept else 0)
+    assert clean_mask(probs, 0.5, 1, 0).sum() == (probs > 0.5).sum()  # a minimum of one pixel removes nothing
+    assert clean_mask(probs[:1, :1], 0.5, 2, 0).sum() == 0 and clean_mask(probs[:1, :1], 0.5, 1, 1).sum() == 1

@@ -14,9 +14,9 @@ def main(names: list[str]) -> int:
     rows = []
     for name in names or MODULES:
         rows += importlib.import_module(f"tests.benchmarks.{name}").run()
-    print(f"{'benchmark':<44} {'steelkit':>14} {'reference':>14} {'ratio':>8} {'target':>10}  ok")
+    print(f"{'benchmark':<56} {'steelkit':>14} {'reference':>14} {'ratio':>8} {'target':>10}  ok")
     for row in rows:
-        print(f"{row['benchmark']:<44} {row['ours']:>11.3f} {row['unit']:<2} "
+        print(f"{row['benchmark']:<56} {row['ours']:>11.3f} {row['unit']:<2} "
               f"{row['reference']:>11.3f} {row['unit']:<2} {row['ratio']:>7.2f}x {row['target']:>10}  "
               f"{'yes' if row['ok'] else 'NO'}")
     return 0 if all(row["ok"] for row in rows) else 1
