@@ -138,7 +138,7 @@ def cmd_thresholds(args) -> int:
     from steelkit import predict, thresholds
 
     base = predict.InferenceConfig.load(args.config) if args.config else predict.InferenceConfig()
-    result = thresholds.search(args.classifiers or [], args.segmenters, args.data, base.postprocess)
+    result = thresholds.search(args.classifiers or [], args.segmenters, args.data, base.postprocess, args.splits)
     print(thresholds.format_report(result))
     out = dataclasses.replace(base, postprocess=result["config"]).save(args.out)
     print(f"wrote {out}")
@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="competition folder (train.csv for the truth)")
     p.add_argument("--classifiers", nargs="*", help="classifier training outputs (oof.npz)")
     p.add_argument("--segmenters", nargs="+", required=True, help="segmenter training outputs (oof.npz)")
+    p.add_argument("--splits", type=int, default=5,
+                   help="cross-validation parts: a class leaves the seed's numbers only on a positive held-out "
+                        "gain (default 5; 1 takes the in-sample best)")
     p.add_argument("--config", help="inference.json to start from (its TTA and batch settings are kept)")
     p.add_argument("--out", default="inference.json")
     p.set_defaults(run=cmd_thresholds)

@@ -6,9 +6,16 @@ value (not per grid point); per image the connected components' areas and their 
 truth are reduced to kept-area and kept-overlap vectors over the component-size grid; every
 (label threshold, total area) pair is then scored at once with one matrix product.
 
-Out-of-fold segmenter maps are stored downscaled (``oof_scale``); areas are searched in pixels of a
-256 x 1600 image and converted, so the result plugs straight into ``PostprocessConfig``. The truth is
-downscaled the same way (a pixel is a defect if at least half its block is).
+Faithful to full resolution: averaging ``oof_scale`` x ``oof_scale`` blocks wipes out fine speckle, so a
+search on the stored maps alone picks component and total areas too low. Training therefore measures, on
+its full-resolution validation maps, every image's kept area and kept overlap with the truth at each
+(pixel threshold, component size) of the grid (``full_resolution_stats``, stored in oof.npz as
+``seg_tables``), exactly as ``predict`` would post-process. The search uses those numbers for every image
+that one segmenter predicted, and the stored maps only for images that several segmenters' maps are
+averaged over (full-resolution maps of an average exist nowhere), or files without tables. Areas are
+searched in pixels of a 256 x 1600 image and converted, so the result plugs straight into
+``PostprocessConfig``; on the stored maps the truth is downscaled as the maps were (a pixel is a defect if
+at least half its block is).
 """
 
 from __future__ import annotations
@@ -167,27 +174,68 @@ def level_above(threshold: float) -> int:
     return int(above[0]) if above.size else 256
 
 
-def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
+def in_pixels(values, shape: tuple[int, int]) -> np.ndarray:
+    """Areas in pixels of a 256 x 1600 image -> pixels of an image of ``shape``, rounded as
+    ``PostprocessConfig.for_shape`` rounds them (so the search scores what ``predict`` will do)."""
+    ratio = shape[0] * shape[1] / REFERENCE_PX
+    return np.array([int(round(v * ratio)) for v in values], dtype=np.int64)
+
+
+def full_resolution_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid=GRIDS["pixel"],
+                          size_grid=GRIDS["min_component"], workers: int | None = None) -> np.ndarray:
+    """Per image and class, at full resolution: the area kept and its overlap with the truth after
+    ``probs > t`` and removing 8-connected components under each size, for every (t, size) of the grids
+    (sizes in pixels of a 256 x 1600 image, scaled to this one as ``predict`` scales them): (N, 4, H, W)
+    float32 probabilities and (N, 4, H, W) truth -> (N, 4, len(pixel_grid), len(size_grid), 2) int32
+    (kept area, kept overlap). What the search needs of an image, without its map."""
+    if list(pixel_grid) != sorted(pixel_grid):
+        raise ValueError(f"pixel_grid {pixel_grid}: expected ascending thresholds")
+    sizes = in_pixels(size_grid, probs.shape[-2:])
+    out = np.zeros((len(probs), 4, len(pixel_grid), len(sizes), 2), np.int32)
+
+    def one(n: int, k: int) -> None:
+        rows_t, cols_t = np.nonzero(truth[n, k])
+        for t, threshold in enumerate(pixel_grid):
+            mask = (probs[n, k] > np.float32(threshold)).view(np.uint8)
+            if not cv2.countNonZero(mask):
+                break  # higher thresholds keep nothing either
+            count, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
+            points = cv2.findNonZero(mask).reshape(-1, 2)
+            areas = np.bincount(labels[points[:, 1], points[:, 0]], minlength=count)[1:]
+            overlaps = np.bincount(labels[rows_t, cols_t], minlength=count)[1:]
+            keep = areas[None, :] >= sizes[:, None]  # (sizes, components)
+            out[n, k, t, :, 0] = keep @ areas
+            out[n, k, t, :, 1] = keep @ overlaps
+
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:  # cv2 releases the GIL
+        for job in [pool.submit(one, n, k) for n in range(len(probs)) for k in range(4)]:
+            job.result()
+    return out
+
+
+def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid, images: np.ndarray | None = None,
                     workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For one class: (N, h, w) uint8 maps (round(255 p)) and truth -> kept area and kept overlap with the
-    truth, each (len(pixel_grid), N, len(size_grid)) float64, after removing components below each size.
-    Thresholds are compared in the maps' uint8 domain; images are shared among ``workers`` threads (cv2
-    releases the GIL)."""
+    truth, each (len(pixel_grid), len(images), len(size_grid)) float64, after removing components below
+    each size; ``images`` (default: all) index ``probs``, and ``truth`` holds theirs in that order. Thresholds are compared in
+    the maps' uint8 domain; images are shared among ``workers`` threads (cv2 releases the GIL)."""
+    images = np.arange(len(probs)) if images is None else np.asarray(images)
     sizes = np.asarray(size_grid, dtype=np.float64)[:, None]
-    area = np.zeros((len(pixel_grid), len(probs), len(size_grid)))
+    area = np.zeros((len(pixel_grid), len(images), len(size_grid)))
     inter = np.zeros_like(area)
-    peaks = probs.reshape(len(probs), -1).max(axis=1)
+    peaks = np.array([probs[n].max() for n in images], dtype=np.uint8).reshape(-1)
     label_type = cv2.CV_16U if probs[0].size < 2**16 else cv2.CV_32S
 
-    def one(t: int, level: int, images: np.ndarray) -> None:
-        for n in images:
+    def one(t: int, level: int, rows: np.ndarray) -> None:
+        for row in rows:
+            n = images[row]
             mask = (probs[n] >= level).view(np.uint8)
             # 16-bit labels: a map of h x w < 2^16 pixels cannot hold more components, and they are faster
             count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=label_type)
             areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
-            overlaps = np.bincount(labels[truth[n]], minlength=count)[1:].astype(np.float64)
+            overlaps = np.bincount(labels[truth[row]], minlength=count)[1:].astype(np.float64)
             keep = areas[None, :] >= sizes  # (sizes, components)
-            area[t, n], inter[t, n] = keep @ areas, keep @ overlaps
+            area[t, row], inter[t, row] = keep @ areas, keep @ overlaps
 
     workers = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(workers) as pool:
@@ -199,6 +247,27 @@ def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
         for job in jobs:
             job.result()
     return area, inter
+
+
+def table_rows(sources, n_images: int, grids: dict, shape) -> tuple[np.ndarray, list]:
+    """Which images the search can take at full resolution: those one segmenter alone predicted, from a
+    file with ``seg_tables`` covering the grids -> (their indices among the ids, per such file (path,
+    positions among the ids, rows in the file, pixel-grid columns, size-grid columns))."""
+    predicted_by = np.bincount(np.concatenate([rows for _, rows in sources]), minlength=n_images)
+    taken, files = [], []
+    for path, rows in sources:
+        data = np.load(path)
+        if "seg_tables" not in data.files:
+            continue
+        pixel, sizes = data["table_pixel"].tolist(), data["table_sizes"].tolist()
+        if not (set(grids["pixel"]) <= set(pixel) and set(grids["min_component"]) <= set(sizes)) \
+                or tuple(int(v) for v in data["shape"]) != tuple(shape):
+            continue  # tables for other grids (or another image size): this file's maps serve instead
+        alone = np.flatnonzero(predicted_by[rows] == 1)
+        taken.append(rows[alone])
+        files.append((path, rows[alone], alone, [pixel.index(v) for v in grids["pixel"]],
+                      [sizes.index(v) for v in grids["min_component"]]))
+    return (np.sort(np.concatenate(taken)) if taken else np.zeros(0, np.int64)), files
 
 
 def score_grid(area: np.ndarray, inter: np.ndarray, truth_area: np.ndarray, cls_probs: np.ndarray,
@@ -220,7 +289,8 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     class: Dice along the pixel-threshold and total-area grids, for ``figures.threshold_search``)}.
 
     A class keeps the seed's numbers unless tuning gains on held-out images (``held_out_gain``, ``splits``
-    parts): the in-sample gain of the best of ~100,000 settings is partly luck."""
+    parts): the in-sample gain of the best of ~100,000 settings is partly luck. ``splits=1`` takes the
+    in-sample best. "full_resolution" says how many images were scored from full-resolution tables."""
     ids, sources, meta = map_sources(segmenter_dirs)
     if classifier_dirs:
         cls_ids, cls, _ = load_oof(classifier_dirs, "cls_probs")
@@ -234,7 +304,8 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
         cls = np.ones((len(ids), 4), dtype=np.float32)
     data_dir = Path(data_dir)
     table = read_labels(data_dir / "train.csv", data_dir / "train_images")
-    map_shape = (meta["shape"][0] // meta["scale"], meta["shape"][1] // meta["scale"])
+    shape, scale = meta["shape"], meta["scale"]
+    map_shape = (shape[0] // scale, shape[1] // scale)
     to_oof_px = map_shape[0] * map_shape[1] / REFERENCE_PX  # reference (256 x 1600) pixels -> oof pixels
     grids = {k: tuple(sorted(set(v))) for k, v in GRIDS.items()}
     grids["label"] = tuple(sorted(set(grids["label"]) | set(defaults.label_thresholds))) if classifier_dirs else (0.0,)
@@ -242,23 +313,37 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     grids["min_component"] = tuple(sorted(set(grids["min_component"]) | set(defaults.min_component_px)))
     grids["min_total"] = tuple(sorted(set(grids["min_total"]) | set(defaults.min_total_px)))
     size_grid = [v * to_oof_px for v in grids["min_component"]]
-    total_grid = [v * to_oof_px for v in grids["min_total"]]
+    total_grid = in_pixels(grids["min_total"], shape)  # areas are compared in pixels of the full image
+    full, table_files = table_rows(sources, len(ids), grids, shape)
+    on_maps = np.setdiff1d(np.arange(len(ids)), full)
 
     chosen, rows, curves = {f.name: [] for f in dataclasses.fields(PostprocessConfig)}, [], []
     for k in tqdm(range(4), desc="threshold search", unit="class"):
-        truth = downscale_truth(table, ids, meta["shape"], meta["scale"], k)  # one class in memory at a time
-        area, inter = component_stats(class_maps(sources, len(ids), k), truth, grids["pixel"], size_grid)
-        truth_area = truth.reshape(len(ids), -1).sum(axis=1).astype(np.float64)
-        del truth
+        area = np.zeros((len(grids["pixel"]), len(ids), len(size_grid)))
+        inter, truth_area = np.zeros_like(area), np.zeros(len(ids))
+        for path, where, file_rows, pixel_cols, size_cols in table_files:  # exact, at full resolution
+            data = np.load(path)
+            stats = data["seg_tables"][file_rows, k][:, pixel_cols][:, :, size_cols]  # (n, pixel, size, 2)
+            area[:, where], inter[:, where] = stats[..., 0].transpose(1, 0, 2), stats[..., 1].transpose(1, 0, 2)
+            truth_area[where] = data["truth_px"][file_rows, k]
+        if on_maps.size:  # the stored maps, block-averaged: their areas counted in full-image pixels
+            truth = downscale_truth(table, [ids[i] for i in on_maps], shape, scale, k)
+            maps = class_maps(sources, len(ids), k)
+            area[:, on_maps], inter[:, on_maps] = (v * scale * scale for v in component_stats(
+                maps, truth, grids["pixel"], size_grid, on_maps))
+            truth_area[on_maps] = truth.reshape(len(on_maps), -1).sum(axis=1) * scale * scale
+            del truth, maps
         grid_of = functools.partial(score_cube, area, inter, truth_area, cls[:, k], grids["label"], total_grid)
         scores = grid_of(slice(None))
         label_default = grids["label"].index(defaults.label_thresholds[k]) if classifier_dirs else 0
         at_default = (grids["pixel"].index(defaults.pixel_thresholds[k]),
                       grids["min_component"].index(defaults.min_component_px[k]), label_default,
                       grids["min_total"].index(defaults.min_total_px[k]))
-        held_out = held_out_gain(scores, grid_of, len(ids), at_default, splits)
-        # the best setting only where it wins on images it was not chosen on; else the seed's numbers
-        t, m, lab, tot = pick(scores, at_default) if held_out > 1e-12 else at_default
+        if splits >= 2:  # the best setting only where it wins on images it was not chosen on; else the seed's
+            held_out = held_out_gain(scores, grid_of, len(ids), at_default, splits)
+            t, m, lab, tot = pick(scores, at_default) if held_out > 1e-12 else at_default
+        else:  # not cross-validated (splits=1): the in-sample best, its gain unknown
+            held_out, (t, m, lab, tot) = float("nan"), pick(scores, at_default)
         default = scores[at_default]
         chosen["label_thresholds"].append(float(grids["label"][lab]) if classifier_dirs else 0.0)
         chosen["pixel_thresholds"].append(float(grids["pixel"][t]))
@@ -274,7 +359,8 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     config = PostprocessConfig(**{k: tuple(v) for k, v in chosen.items()})
     figures = pd.DataFrame(rows)
     figures["gain"] = figures["tuned"] - figures["default"]
-    return {"config": config, "figures": figures, "images": len(ids), "curves": curves, "splits": splits}
+    return {"config": config, "figures": figures, "images": len(ids), "curves": curves, "splits": splits,
+            "full_resolution": len(full), "scale": scale}
 
 
 def score_cube(area: np.ndarray, inter: np.ndarray, truth_area: np.ndarray, cls_probs: np.ndarray, label_grid,
@@ -313,8 +399,12 @@ def format_report(result: dict) -> str:
     """Per class: the seed's and the chosen setting's Dice on all images, the held-out gain that decided,
     and the chosen thresholds."""
     figures, config = result["figures"], result["config"]
-    lines = [f"threshold search on {result['images']} out-of-fold images ({result.get('splits', 5)}-part "
-             "cross-validation: a class keeps the seed's numbers unless its held-out gain is positive)",
+    splits = result.get("splits", 5)
+    lines = [f"threshold search on {result['images']} out-of-fold images (" + (
+                 f"{splits}-part cross-validation: a class keeps the seed's numbers unless its held-out gain is "
+                 "positive)" if splits >= 2 else "no cross-validation: the in-sample best)"),
+             f"{result.get('full_resolution', 0)} images scored at full resolution (the tables training measured), "
+             f"{result['images'] - result.get('full_resolution', 0)} on the stored 1/{result.get('scale', 1)} maps",
              f"{'class':>5} {'default':>8} {'tuned':>8} {'held-out':>9} {'label':>6} {'pixel':>6} {'min_comp':>8} "
              f"{'min_total':>9}"]
     for k, row in figures.iterrows():

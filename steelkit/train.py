@@ -304,8 +304,33 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
                        f"score {row['score']:.4f} (best {best[0]:.4f}), {row['seconds']:.0f}s")
         distributed.barrier(context)
         ran += 1
+    if recipe.stage == "segmenter" and start + ran >= recipe.epochs and (out_dir / checkpoint.BEST).exists() \
+            and (ran or not has_tables(out_dir / "oof.npz")):
+        final_oof(model, valid_ids, valid_shard, loss_fn, recipe, context, out_dir, shape)
     distributed.teardown(context)
     return {"best_score": best[0], "out": out_dir, "epochs_done": start + ran, "history": history}
+
+
+def final_oof(model, valid_ids: list[str], valid_shard, loss_fn, recipe: Recipe, context, out_dir: Path,
+              shape) -> None:
+    """The best checkpoint's validation once more, with the threshold search's full-resolution tables
+    (they cost a labelling per class and pixel threshold, too much for every epoch): oof.npz rewritten."""
+    started = time.time()
+    model.load_state_dict(checkpoint.load_state(out_dir / checkpoint.BEST)["model"])
+    loader = make_loader(valid_shard, recipe, context, recipe.epochs, train=False)
+    parts = validation.validation_parts(model, loader, loss_fn, recipe, context.device, show=context.main,
+                                        tables=True)
+    gathered = distributed.gather(context, parts)
+    if context.main:
+        result = validation.figures_and_oof(validation.merge(gathered), recipe.stage)
+        save_oof(out_dir / "oof.npz", valid_ids, result["oof"], recipe, shape)
+        tqdm.write(f"{recipe.name} fold {recipe.fold}: out-of-fold maps and full-resolution threshold tables of "
+                   f"the best epoch for {len(valid_ids)} images, {time.time() - started:.0f}s")
+    distributed.barrier(context)
+
+
+def has_tables(path: Path) -> bool:
+    return path.is_file() and "seg_tables" in np.load(path).files
 
 
 def draw_curves(history: pd.DataFrame, path: Path, title: str) -> None:
@@ -320,8 +345,9 @@ def draw_curves(history: pd.DataFrame, path: Path, title: str) -> None:
 
 def save_oof(path: Path, image_ids: list[str], oof: dict, recipe: Recipe, shape) -> Path:
     """Out-of-fold probabilities of the best epoch, compact: ``seg_probs`` (N, 4, H/s, W/s) uint8 =
-    round(255 * p), averaged over s x s blocks (s = ``oof_scale``), or ``cls_probs`` (N, 4) float32;
-    with ``image_ids``, ``scale`` and the full image ``shape``."""
+    round(255 * p), averaged over s x s blocks (s = ``oof_scale``), with ``seg_tables``, ``truth_px``,
+    ``table_pixel`` and ``table_sizes`` after the final pass; or ``cls_probs`` (N, 4) float32; with
+    ``image_ids``, ``scale`` and the full image ``shape``."""
     with atomic.atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, image_ids=np.array(image_ids), scale=recipe.oof_scale, shape=np.array(shape),

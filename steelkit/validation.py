@@ -2,7 +2,9 @@
 
 - segmenter: Kaggle mean Dice of the masks after the seed's default post-processing (without the
   classifier's gating), per class; out-of-fold maps as uint8 ``round(255 p)`` averaged over
-  ``oof_scale`` x ``oof_scale`` blocks;
+  ``oof_scale`` x ``oof_scale`` blocks, and, when asked (``tables``: the final pass of a training run),
+  each image's kept areas and overlaps at full resolution for the threshold search
+  (``thresholds.full_resolution_stats``) with its truth areas;
 - classifier: per-class accuracy and F1 at probability 0.5, and the gated-oracle Dice; out-of-fold
   probabilities (N, 4) float32.
 
@@ -20,7 +22,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
-from steelkit import metric
+from steelkit import metric, thresholds
 from steelkit.models import pad_to_multiple
 from steelkit.postprocess import PostprocessConfig, clean_mask
 
@@ -34,10 +36,13 @@ def shard(dataset: Dataset, batch_size: int, rank: int, world_size: int) -> Data
 
 
 @torch.no_grad()
-def validation_parts(model, loader, loss_fn, recipe, device: torch.device, show: bool = True) -> dict:
-    """Per-batch raw results over ``loader`` as numpy arrays (picklable, to gather across ranks)."""
+def validation_parts(model, loader, loss_fn, recipe, device: torch.device, show: bool = True,
+                     tables: bool = False) -> dict:
+    """Per-batch raw results over ``loader`` as numpy arrays (picklable, to gather across ranks);
+    ``tables``: with the segmenter's full-resolution threshold-search tables."""
     model.eval()
-    parts = {"loss_sum": [], "count": [], "dice": [], "seg_probs": [], "cls_probs": [], "labels": []}
+    parts = {"loss_sum": [], "count": [], "dice": [], "seg_probs": [], "cls_probs": [], "labels": [],
+             "seg_tables": [], "truth_px": []}
     for batch in tqdm(loader, desc="validate", leave=False, disable=not show):
         images = batch["image"].to(device, non_blocking=True)
         target = (batch["labels"] if recipe.stage == "classifier" else batch["mask"]).to(device).float()
@@ -50,7 +55,11 @@ def validation_parts(model, loader, loss_fn, recipe, device: torch.device, show:
         if recipe.stage == "segmenter":
             logits = logits[..., :height, :width]
             probs = logits.sigmoid()
-            parts["dice"].append(metric.dice_masks(target.cpu().numpy(), clean_masks(probs.cpu().numpy())))
+            full, truth = probs.cpu().numpy(), target.cpu().numpy()
+            parts["dice"].append(metric.dice_masks(truth, clean_masks(full)))
+            if tables:
+                parts["seg_tables"].append(thresholds.full_resolution_stats(full, truth > 0.5))
+                parts["truth_px"].append((truth > 0.5).sum(axis=(2, 3)).astype(np.int32))
             small = torch.nn.functional.avg_pool2d(probs, recipe.oof_scale) if recipe.oof_scale > 1 else probs
             parts["seg_probs"].append((small * 255).round().to(torch.uint8).cpu().numpy())
         else:
@@ -72,7 +81,12 @@ def figures_and_oof(parts: dict, stage: str) -> dict:
     if stage == "segmenter":
         summary = metric.summarize(np.concatenate(parts["dice"]))
         figures.update({"score": summary["mean"], **{f"dice_{k}": v for k, v in summary.items() if k != "mean"}})
-        return {"figures": figures, "oof": {"seg_probs": np.concatenate(parts["seg_probs"])}}
+        oof = {"seg_probs": np.concatenate(parts["seg_probs"])}
+        if parts.get("seg_tables"):
+            oof.update(seg_tables=np.concatenate(parts["seg_tables"]), truth_px=np.concatenate(parts["truth_px"]),
+                       table_pixel=np.array(thresholds.GRIDS["pixel"]),
+                       table_sizes=np.array(thresholds.GRIDS["min_component"]))
+        return {"figures": figures, "oof": oof}
     probs, truth = np.concatenate(parts["cls_probs"]), np.concatenate(parts["labels"])
     figures.update(classifier_figures(probs, truth))
     return {"figures": figures, "oof": {"cls_probs": probs.astype(np.float32)}}

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from steelkit import rle, thresholds
-from steelkit.postprocess import PostprocessConfig
+from steelkit.postprocess import PostprocessConfig, clean_mask
 
 SHAPE = (64, 320)  # 1/20 of a 256 x 1600 image: 1 px here is 20 reference px
 
@@ -53,7 +53,7 @@ def test_finds_the_planted_optimum(tmp_path):
     defaults = PostprocessConfig()
     assert config.label_thresholds[1:] == defaults.label_thresholds[1:]
     assert config.min_total_px[1:] == defaults.min_total_px[1:]
-    line = thresholds.format_report(result).splitlines()[2].split()
+    line = thresholds.format_report(result).splitlines()[3].split()
     assert line[0] == "1" and float(line[3]) == pytest.approx(1.0 - figures.loc[0, "default"], abs=1e-5)
 
 
@@ -125,3 +125,119 @@ def test_a_setting_that_wins_on_one_image_only_is_not_adopted(tmp_path):
     assert result["figures"].loc[0, "held_out_gain"] == 0.0
     along_total = dict(zip(result["curves"][0]["min_total"]["grid"], result["curves"][0]["min_total"]["dice"]))
     assert along_total[0] == pytest.approx(along_total[600] + 1 / 40), "in-sample, the lucky setting wins"
+
+
+def speckly_set(tmp_path, n=30, shape=(32, 200), scale=4, seed=0, name="seg", tables=True, ids=None):
+    """Random images with truth blobs, predicted as blurred blobs plus fine speckle that 4 x 4 block
+    averaging wipes out; written as one segmenter's oof.npz (maps at 1/``scale``, and the full-resolution
+    tables unless ``tables`` is False), a classifier's and a train.csv. -> (probs, truth, cls)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    ids = ids or [f"{i:09x}.jpg" for i in range(n)]
+    truth = np.zeros((n, 4, *shape), np.uint8)
+    probs = np.zeros((n, 4, *shape), np.float32)
+    for i in range(n):
+        for k in range(4):
+            if rng.random() < 0.5:
+                y, x = rng.integers(0, shape[0] - 8), rng.integers(0, shape[1] - 30)
+                truth[i, k, y:y + rng.integers(3, 9), x:x + rng.integers(5, 30)] = 1
+            blob = cv2.GaussianBlur(truth[i, k].astype(np.float32), (0, 0), 1.0) * rng.uniform(0.5, 1.0)
+            speckle = (rng.random(shape) < 0.03) * rng.uniform(0.3, 0.9, shape)
+            probs[i, k] = np.clip(np.maximum(blob, speckle + rng.uniform(0, 0.2, shape)), 0, 1)
+    cls = np.clip(truth.any(axis=(2, 3)) * 0.6 + rng.uniform(0, 0.4, (n, 4)), 0, 1).astype(np.float32)
+    data = tmp_path / "data"
+    if not data.exists():  # the first set written makes the competition and the classifier
+        (data / "train_images").mkdir(parents=True)
+        rows = [(f"{image}_{k + 1}", rle.encode(truth[i, k])) for i, image in enumerate(ids) for k in range(4)]
+        pd.DataFrame(rows, columns=["ImageId_ClassId", "EncodedPixels"]).to_csv(data / "train.csv", index=False)
+        (tmp_path / "cls").mkdir()
+        np.savez(tmp_path / "cls" / "oof.npz", image_ids=np.array(ids), scale=scale, shape=np.array(shape),
+                 stage="classifier", cls_probs=cls)
+    small = probs.reshape(n, 4, shape[0] // scale, scale, shape[1] // scale, scale).mean(axis=(3, 5))
+    extra = {}
+    if tables:
+        extra = {"seg_tables": thresholds.full_resolution_stats(probs, truth.astype(bool)),
+                 "truth_px": truth.sum(axis=(2, 3)).astype(np.int32),
+                 "table_pixel": np.array(thresholds.GRIDS["pixel"]),
+                 "table_sizes": np.array(thresholds.GRIDS["min_component"])}
+    (tmp_path / name).mkdir()
+    np.savez(tmp_path / name / "oof.npz", image_ids=np.array(ids), scale=scale, shape=np.array(shape),
+             stage="segmenter", seg_probs=np.round(small * 255).astype(np.uint8), **extra)
+    return probs, truth, cls
+
+
+def test_full_resolution_tables_are_what_predict_would_keep():
+    rng = np.random.default_rng(3)
+    probs = rng.random((3, 4, 40, 120)).astype(np.float32) ** 3
+    truth = rng.random((3, 4, 40, 120)) < 0.1
+    table = thresholds.full_resolution_stats(probs, truth, (0.3, 0.55, 0.9), (0, 150, 800, 5000))
+    sizes = thresholds.in_pixels((0, 150, 800, 5000), (40, 120))
+    assert sizes.tolist() == [0, 2, 9, 59]  # as PostprocessConfig.for_shape rounds them
+    for n in range(3):
+        for k in range(4):
+            for t, threshold in enumerate((0.3, 0.55, 0.9)):
+                for s, size in enumerate(sizes):
+                    kept = clean_mask(probs[n, k], threshold, int(size), 0).astype(bool)
+                    assert table[n, k, t, s].tolist() == [kept.sum(), (kept & truth[n, k]).sum()]
+
+
+def brute_force_search(probs, truth, cls, grids):
+    """The straightforward full-resolution search: every (pixel threshold, component size) applied with
+    ``clean_mask`` as predict applies it, then every label threshold and total area -> per class the
+    mean pair Dice of every setting, (pixel, component, label, total)."""
+    n, shape = len(probs), probs.shape[-2:]
+    sizes, totals = thresholds.in_pixels(grids["min_component"], shape), thresholds.in_pixels(grids["min_total"], shape)
+    cubes = []
+    for k in range(4):
+        cube = np.zeros([len(grids[g]) for g in ("pixel", "min_component", "label", "min_total")])
+        for t, threshold in enumerate(grids["pixel"]):
+            for m, size in enumerate(sizes):
+                masks = [clean_mask(probs[i, k], threshold, int(size), 0).astype(bool) for i in range(n)]
+                for lab, label in enumerate(grids["label"]):
+                    for tot, total in enumerate(totals):
+                        dice = []
+                        for i in range(n):
+                            pred = masks[i] if cls[i, k] >= label and masks[i].sum() >= total else masks[i] & False
+                            both = pred.sum() + truth[i, k].sum()
+                            dice.append(1.0 if both == 0 else 2 * (pred & truth[i, k].astype(bool)).sum() / both)
+                        cube[t, m, lab, tot] = np.mean(dice)
+        cubes.append(cube)
+    return cubes
+
+
+def test_search_agrees_with_a_straightforward_full_resolution_search(tmp_path):
+    probs, truth, cls = speckly_set(tmp_path, n=24)
+    result = thresholds.search([tmp_path / "cls"], [tmp_path / "seg"], tmp_path / "data", splits=1)
+    assert result["full_resolution"] == 24
+    defaults = PostprocessConfig()
+    grids = {g: tuple(sorted(set(v) | set(d))) for g, v, d in (
+        ("pixel", thresholds.GRIDS["pixel"], defaults.pixel_thresholds),
+        ("min_component", thresholds.GRIDS["min_component"], defaults.min_component_px),
+        ("label", thresholds.GRIDS["label"], defaults.label_thresholds),
+        ("min_total", thresholds.GRIDS["min_total"], defaults.min_total_px))}
+    config = result["config"]
+    for k, cube in enumerate(brute_force_search(probs, truth, cls, grids)):
+        chosen = (grids["pixel"].index(config.pixel_thresholds[k]),
+                  grids["min_component"].index(config.min_component_px[k]),
+                  grids["label"].index(config.label_thresholds[k]), grids["min_total"].index(config.min_total_px[k]))
+        assert cube[chosen] == pytest.approx(cube.max(), abs=1e-12), f"class {k + 1}"
+        assert result["figures"].loc[k, "tuned"] == pytest.approx(cube.max(), abs=1e-12)
+        seed = (grids["pixel"].index(0.55), grids["min_component"].index(150),
+                grids["label"].index(defaults.label_thresholds[k]), grids["min_total"].index(defaults.min_total_px[k]))
+        assert result["figures"].loc[k, "default"] == pytest.approx(cube[seed], abs=1e-12)
+    assert "24 images scored at full resolution" in thresholds.format_report(result)
+
+
+def test_images_averaged_over_segmenters_fall_back_to_the_maps(tmp_path):
+    """Full-resolution tables cannot be averaged: images two segmenters predicted are scored on the
+    averaged maps, the others from their tables; a file without tables is scored on its maps."""
+    ids = [f"{i:09x}.jpg" for i in range(20)]
+    speckly_set(tmp_path, n=20, name="all", ids=ids)  # the competition (only which path each image takes is checked)
+    speckly_set(tmp_path, n=12, name="a", ids=ids[:12])
+    speckly_set(tmp_path, n=12, name="b", ids=ids[8:], seed=1)
+    speckly_set(tmp_path, n=12, name="c", ids=ids[8:], seed=2, tables=False)
+    result = thresholds.search([tmp_path / "cls"], [tmp_path / "a", tmp_path / "b"], tmp_path / "data")
+    assert result["images"] == 20 and result["full_resolution"] == 8 + 8  # ids 8-11 were predicted twice
+    result = thresholds.search([tmp_path / "cls"], [tmp_path / "c"], tmp_path / "data")
+    assert result["images"] == 12 and result["full_resolution"] == 0

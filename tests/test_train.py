@@ -113,6 +113,19 @@ def test_the_segmenter_learns(tmp_path):
     assert history["train_loss"].iloc[-3:].mean() < 0.5 * history["train_loss"].iloc[0]
     oof = np.load(tmp_path / "out" / "oof.npz")
     assert oof["seg_probs"].dtype == np.uint8 and oof["seg_probs"].shape == (len(valid), 4, 128, 512)
+    # the final pass: the threshold search's full-resolution tables of the best epoch, in the maps' order
+    from steelkit import rle, thresholds
+
+    tables = oof["seg_tables"]
+    assert tables.shape == (len(valid), 4, len(thresholds.GRIDS["pixel"]), len(thresholds.GRIDS["min_component"]), 2)
+    areas = [[rle.area(table.loc[i, f"rle_{k}"]) for k in (1, 2, 3, 4)] for i in oof["image_ids"]]
+    assert oof["truth_px"].tolist() == areas
+    kept, overlap = tables[..., 0], tables[..., 1]
+    assert (overlap <= np.minimum(kept, oof["truth_px"][:, :, None, None])).all()
+    assert (np.diff(kept, axis=2) <= 0).all() and (np.diff(kept, axis=3) <= 0).all()  # higher cuts keep less
+    assert kept[:, :, 0, 0].sum() > 0 and overlap.sum() > 0
+    search = thresholds.search([], [tmp_path / "out"], data)
+    assert search["full_resolution"] == search["images"] == len(valid)
 
 
 def test_train_in_kernel_reads_inputs_writes_working_and_resumes(mini, tmp_path, monkeypatch):
@@ -128,8 +141,10 @@ def test_train_in_kernel_reads_inputs_writes_working_and_resumes(mini, tmp_path,
     overrides = ["epochs=2", "n_folds=3", "batch_size=4", "effective_batch=4"]
     first = train.train_in_kernel("seg-tiny", 1, overrides, epochs_now=1)
     assert first["out"] == working / "seg-tiny-fold1" and len(first["metrics"]) == 1
+    assert "seg_tables" not in np.load(working / "seg-tiny-fold1" / "oof.npz").files  # not finished yet
     shutil.copytree(working, inputs / "earlier-session")  # the first session's output, attached
     shutil.rmtree(working)
     second = train.train_in_kernel("seg-tiny", 1, overrides, resume_from="earlier-session")
     assert second["metrics"]["epoch"].tolist() == [1, 2]
     assert checkpoint.load_state(working / "seg-tiny-fold1" / "last.pt")["epoch"] == 1
+    assert "seg_tables" in np.load(working / "seg-tiny-fold1" / "oof.npz").files  # finished: the final pass ran
