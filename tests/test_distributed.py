@@ -44,6 +44,8 @@ def test_two_processes_train_an_efficientnet_and_the_checkpoint_predicts(mini, t
     state = checkpoint.load_state(tmp_path / "ddp" / "last.pt")
     assert state["epoch"] == 1 and state["world_size"] == 2 and state["accumulation_steps"] == 1
     assert not any(k.startswith("module.") for k in state["model"])
+    oof = np.load(tmp_path / "ddp" / "oof.npz")  # the final pass over both ranks' shares, gathered in order
+    assert len(oof["seg_tables"]) == len(oof["truth_px"]) == len(oof["seg_probs"]) == len(oof["image_ids"])
     model, recipe = checkpoint.load_model(tmp_path / "ddp")
     assert recipe.encoder == "efficientnet-b0"
     with torch.no_grad():
