@@ -222,8 +222,9 @@ def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
                     workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For one class: (N, h, w) uint8 maps (round(255 p)) and truth -> kept area and kept overlap with the
     truth, each (len(pixel_grid), len(images), len(size_grid)) float64, after removing components below
-    each size; ``images`` (default: all) index ``probs``, and ``truth`` holds theirs in that order. Thresholds are compared in
-    the maps' uint8 domain; images are shared among ``workers`` threads (cv2 releases the GIL)."""
+    each size; ``images`` (default: all) index ``probs``, and ``truth`` holds theirs in that order.
+    Thresholds are compared in the maps' uint8 domain; images are shared among ``workers`` threads (cv2
+    releases the GIL)."""
     images = np.arange(len(probs)) if images is None else np.asarray(images)
     sizes = np.asarray(size_grid, dtype=np.float64)[:, None]
     area = np.zeros((len(pixel_grid), len(images), len(size_grid)))
@@ -296,6 +297,8 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     A class keeps the seed's numbers unless tuning gains on held-out images (``held_out_gain``, ``splits``
     parts): the in-sample gain of the best of ~100,000 settings is partly luck. ``splits=1`` takes the
     in-sample best. "full_resolution" says how many images were scored from full-resolution tables."""
+    if splits < 1:
+        raise ValueError(f"splits {splits}: at least 1 (1 takes the in-sample best)")
     ids, sources, meta = map_sources(segmenter_dirs)
     if classifier_dirs:
         cls_ids, cls, _ = load_oof(classifier_dirs, "cls_probs")

@@ -192,7 +192,14 @@ def test_thresholds_for_a_size_that_oof_scale_does_not_divide(tmp_path):
                                            "crop_width=128"])
     train.train(recipe, data, tmp_path / "seg", device="cpu")
     result = thresholds.search([], [tmp_path / "seg"], data)
-    assert len(result["config"].pixel_thresholds) == 4
+    assert len(result["config"].pixel_thresholds) == 4 and result["full_resolution"] == result["images"]
+    oof = dict(np.load(tmp_path / "seg" / "oof.npz"))  # without the tables: the 1/4 maps, 25 x 197
+    np.savez(tmp_path / "seg" / "oof.npz", **{k: v for k, v in oof.items() if k not in ("seg_tables", "truth_px")})
+    result = thresholds.search([], [tmp_path / "seg"], data)
+    assert len(result["config"].pixel_thresholds) == 4 and result["full_resolution"] == 0
+    refused = steelkit("thresholds", "--data", data, "--segmenters", tmp_path / "seg", "--splits", "0",
+                       "--out", tmp_path / "inference.json", expect=2)
+    assert "splits 0: at least 1" in refused.stderr and not (tmp_path / "inference.json").exists()
 
 
 # 10. resume: epochs may grow, other changes are named
