@@ -70,6 +70,12 @@ def parse(rle: str, shape: tuple[int, int] = DEFAULT_SHAPE) -> tuple[np.ndarray,
     non-integers, a start below 1 or a length below 1, runs past the image's end, and runs that
     overlap or are out of order.
     """
+    starts, lengths = _pairs(rle, shape)
+    return starts - 1, starts - 1 + lengths
+
+
+def _pairs(rle: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The checked (1-based starts, lengths) of an RLE string, as views of one int64 array."""
     if rle is None or (isinstance(rle, float) and np.isnan(rle)):
         rle = ""
     text = str(rle).strip()
@@ -86,7 +92,7 @@ def parse(rle: str, shape: tuple[int, int] = DEFAULT_SHAPE) -> tuple[np.ndarray,
         raise ValueError(f"RLE has an odd number of values ({values.size}); expected start length pairs")
     starts, lengths = values[0::2], values[1::2]
     _check_runs(starts, lengths, shape)
-    return starts - 1, starts - 1 + lengths
+    return starts, lengths
 
 
 def _checked_value(token: str, position: int, n_pixels: int, shape: tuple[int, int]) -> int:
@@ -128,14 +134,18 @@ def decode(rle: str, shape: tuple[int, int] = DEFAULT_SHAPE) -> np.ndarray:
     laid out), so that only the pages holding defect pixels are ever written; ``np.ascontiguousarray``
     it where C order matters.
     """
-    starts, ends = parse(rle, shape)
+    starts, lengths = _pairs(rle, shape)
     height, width = shape
     flat = np.zeros(height * width, dtype=np.uint8)
     if starts.size:
-        lengths = ends - starts
         # the column-major index of every defect pixel, without a loop: run start + position in run
-        first_of_run = np.cumsum(lengths) - lengths
-        flat[np.repeat(starts - first_of_run, lengths) + np.arange(lengths.sum())] = 1
+        first_of_run = np.cumsum(lengths)
+        first_of_run -= lengths
+        offsets = starts - first_of_run
+        offsets -= 1  # 1-based starts made 0-based
+        index = np.repeat(offsets, lengths)
+        index += np.arange(index.size)
+        flat[index] = 1
     return flat.reshape(width, height).T
 
 
