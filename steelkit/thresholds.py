@@ -255,6 +255,13 @@ def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
     return area, inter
 
 
+def search_grids(defaults: PostprocessConfig = PostprocessConfig()) -> dict:
+    """The grids the search tries: ``GRIDS`` with ``defaults``' values added, each sorted."""
+    seed = {"label": defaults.label_thresholds, "pixel": defaults.pixel_thresholds,
+            "min_component": defaults.min_component_px, "min_total": defaults.min_total_px}
+    return {name: tuple(sorted(set(values) | set(seed[name]))) for name, values in GRIDS.items()}
+
+
 def table_rows(sources, n_images: int, grids: dict, shape) -> tuple[np.ndarray, list]:
     """Which images the search can take at full resolution: those one segmenter alone predicted, from a
     file with ``seg_tables`` covering the grids -> (their indices among the ids, per such file (path,
@@ -315,11 +322,9 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     shape, scale = meta["shape"], meta["scale"]
     map_shape = (shape[0] // scale, shape[1] // scale)
     to_oof_px = map_shape[0] * map_shape[1] / REFERENCE_PX  # reference (256 x 1600) pixels -> oof pixels
-    grids = {k: tuple(sorted(set(v))) for k, v in GRIDS.items()}
-    grids["label"] = tuple(sorted(set(grids["label"]) | set(defaults.label_thresholds))) if classifier_dirs else (0.0,)
-    grids["pixel"] = tuple(sorted(set(grids["pixel"]) | set(defaults.pixel_thresholds)))
-    grids["min_component"] = tuple(sorted(set(grids["min_component"]) | set(defaults.min_component_px)))
-    grids["min_total"] = tuple(sorted(set(grids["min_total"]) | set(defaults.min_total_px)))
+    grids = search_grids(defaults)
+    if not classifier_dirs:
+        grids["label"] = (0.0,)
     size_grid = [v * to_oof_px for v in grids["min_component"]]
     total_grid = in_pixels(grids["min_total"], shape)  # areas are compared in pixels of the full image
     full, table_files = table_rows(sources, len(ids), grids, shape)

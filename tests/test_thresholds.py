@@ -211,11 +211,7 @@ def test_search_agrees_with_a_straightforward_full_resolution_search(tmp_path):
     result = thresholds.search([tmp_path / "cls"], [tmp_path / "seg"], tmp_path / "data", splits=1)
     assert result["full_resolution"] == 24
     defaults = PostprocessConfig()
-    grids = {g: tuple(sorted(set(v) | set(d))) for g, v, d in (
-        ("pixel", thresholds.GRIDS["pixel"], defaults.pixel_thresholds),
-        ("min_component", thresholds.GRIDS["min_component"], defaults.min_component_px),
-        ("label", thresholds.GRIDS["label"], defaults.label_thresholds),
-        ("min_total", thresholds.GRIDS["min_total"], defaults.min_total_px))}
+    grids = thresholds.search_grids(defaults)
     config = result["config"]
     for k, cube in enumerate(brute_force_search(probs, truth, cls, grids)):
         chosen = (grids["pixel"].index(config.pixel_thresholds[k]),

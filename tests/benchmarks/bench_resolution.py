@@ -49,13 +49,6 @@ def image(i: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return truth, probs, cls.astype(np.float32)
 
 
-def grids(defaults: PostprocessConfig = PostprocessConfig()) -> dict:
-    """The search's grids, the seed's numbers included (as ``thresholds.search`` makes them)."""
-    extra = {"label": defaults.label_thresholds, "pixel": defaults.pixel_thresholds,
-             "min_component": defaults.min_component_px, "min_total": defaults.min_total_px}
-    return {g: tuple(sorted(set(v) | set(extra[g]))) for g, v in thresholds.GRIDS.items()}
-
-
 def straightforward_stats(truth: np.ndarray, probs: np.ndarray, grid: dict) -> np.ndarray:
     """(4, pixel, component, 2) kept area and overlap of one image, each setting applied by ``clean_mask``."""
     out = np.zeros((4, len(grid["pixel"]), len(grid["min_component"]), 2), np.int64)
@@ -134,7 +127,7 @@ def write_tuning_set(folder: Path, grid: dict) -> tuple[np.ndarray, np.ndarray, 
 
 
 def run() -> list[dict]:
-    grid = grids()
+    grid = thresholds.search_grids()
     with tempfile.TemporaryDirectory() as tmp:
         folder, started = Path(tmp), time.perf_counter()
         stats, truth_px, cls = write_tuning_set(folder, grid)
