@@ -13,6 +13,11 @@
 # this notebook's output: attach it to the submission notebook (and to a fine-tuning stage through
 # `init_checkpoint`).
 
+# %%
+import time
+
+NOTEBOOK_STARTED = time.time()  # Kaggle's session cap counts from here
+
 # %% tags=["parameters"]
 PRESET = "seg-fpn-effb3"
 FOLD = 0
@@ -21,6 +26,7 @@ INIT_FROM = ""  # fine-tune from an attached output, e.g. "steelkit-train-seg-fp
 PSEUDO_LABELS = ""  # a pseudo-label CSV under the inputs, "" = none
 RESUME_FROM = ""  # an earlier output of this notebook under the inputs, to resume from
 EPOCHS_NOW = None  # stop after this many epochs (stay inside the session limit), resume later
+TIME_LIMIT = "11h30m"  # Kaggle's 12-hour cap less 30 min (start-up, saving): stop cleanly before it
 ENCODER_WEIGHTS = ""  # a local encoder weights file under the inputs (ImageNet), "" = none
 GPUS = None  # None = every visible GPU: more than one -> torchrun, one process each (Kaggle's 2 x T4)
 DEVICE = None  # None = cuda if available; "cpu" with GPUS = 2 rehearses the two-process path on the CPU
@@ -33,7 +39,8 @@ from steelkit.train import train_in_kernel
 
 result = train_in_kernel(PRESET, FOLD, OVERRIDES, encoder_weights=ENCODER_WEIGHTS, init_from=INIT_FROM,
                          pseudo_labels=PSEUDO_LABELS, resume_from=RESUME_FROM, epochs_now=EPOCHS_NOW,
-                         gpus=GPUS, device=DEVICE)
+                         gpus=GPUS, device=DEVICE, time_limit=TIME_LIMIT,
+                         started_at=NOTEBOOK_STARTED)
 print(f"best validation Dice {result['best_score']:.5f}; outputs in {result['out']}")
 
 # %% [markdown]

@@ -1,6 +1,7 @@
-"""Run-time budget of the submission kernel on Kaggle's GPUs, estimated before a push, or measured.
+"""Run-time budgets on Kaggle's GPUs, estimated before a push, or measured: the submission kernel (inference)
+and each training kernel.
 
-Estimate: per model, FLOPs of one 256 x 1600 image (torch's FlopCounterMode on the model its recipe
+Submission estimate: per model, FLOPs of one 256 x 1600 image (torch's FlopCounterMode on the model its recipe
 builds, no weights) x TTA modes x test images, divided by the throughput its architecture family reaches
 on a T4 with mixed precision, and by the number of GPUs (``predict`` spreads the ensemble's models over
 them); plus a per-image cost on the CPU (reading, post-processing, RLE). The assumptions, from published
@@ -19,6 +20,7 @@ warm-up, and extrapolate to the test set: a user with a GPU replaces the guess w
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -32,6 +34,14 @@ KAGGLE_GPUS = 2
 PER_IMAGE_SECONDS = 0.01  # JPEG decode, post-processing of the kept classes, RLE, on Kaggle's 4 CPU cores
 LIMIT_MINUTES = 60
 SHAPE = (256, 1600)
+TRAIN_STEP_FACTOR = 3  # forward + backward of activations + backward of weights (see above)
+DDP_EFFICIENCY = 0.9  # two T4s: share of twice one T4's rate (an assumption, see above)
+KAGGLE_CPU_CORES = 4
+LOADER_SECONDS = {"train": 0.020, "full": 0.021}  # one core, per item (measured, see above)
+TABLES_SECONDS = 0.011  # the final pass's labelling per image on Kaggle's 4 cores (22 ms on 2 threads here)
+DECODE_SECONDS = 0.0041  # one JPEG decode, for the start-up image check (4 threads)
+STARTUP_SECONDS = 120.0  # wheels installed (~60 s) + the notebook started and its outputs saved (~60 s)
+SESSION_HOURS = 12.0  # Kaggle's cap on one GPU session; a longer run is killed
 
 
 def family(recipe) -> str:
@@ -61,13 +71,25 @@ class Estimate:
         return f"{self.how}: {self.minutes:.1f} min for {self.images} test images ({', '.join(parts)}): {verdict}"
 
 
+_FLOPS: dict = {}
+
+
 def model_flops(recipe, shape: tuple[int, int] = SHAPE) -> float:
-    """Floating-point operations of one forward pass on one image of ``shape``."""
-    model = build_model(recipe, load_weights=False).eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(1, 3, *shape))
-    return float(counter.get_total_flops())
+    """Floating-point operations of one forward pass on one image of ``shape`` (counted on torch's meta
+    device: shapes only, no arithmetic, a fraction of a second)."""
+    key = (recipe.stage, recipe.arch, recipe.encoder, recipe.decoder_channels, recipe.head_pooling, tuple(shape))
+    if key not in _FLOPS:
+        model = build_model(recipe, load_weights=False).eval().to("meta")
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(torch.zeros(1, 3, *shape, device="meta"))
+        _FLOPS[key] = float(counter.get_total_flops())
+    return _FLOPS[key]
+
+
+def train_step_flops(recipe, shape: tuple[int, int]) -> float:
+    """FLOPs of one training step (forward and backward) on one crop of ``shape``: 3 x the counted forward."""
+    return TRAIN_STEP_FACTOR * model_flops(recipe, shape)
 
 
 def estimate(recipes, n_images: int, tta_modes: int = 3, tflops: float | None = None, gpus: int = KAGGLE_GPUS,
@@ -113,3 +135,158 @@ def measure(models, n_images: int, tta_modes: int = 3, batch_size: int = 8, devi
     seconds["cpu"] = PER_IMAGE_SECONDS * n_images
     return Estimate(minutes=sum(seconds.values()) / 60, tflop=0.0, images=n_images,
                     per_stage={stage: s / 60 for stage, s in seconds.items()}, how=f"measured on {device}")
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """One training kernel's time on Kaggle: seconds per part of the run, and what bounds an epoch."""
+
+    name: str
+    epochs: int
+    train_epoch: float  # seconds of one epoch's training pass
+    valid_epoch: float  # seconds of one epoch's validation on full images
+    final: float  # the final full-resolution pass (segmenters), seconds
+    startup: float
+    bound: str  # "GPU" or "loader": the slower side of a training epoch
+    how: str = f"estimated on Kaggle's {KAGGLE_GPUS} T4s"
+
+    @property
+    def epoch(self) -> float:
+        return self.train_epoch + self.valid_epoch
+
+    @property
+    def seconds(self) -> float:
+        return self.startup + self.epochs * self.epoch + self.final
+
+    @property
+    def hours(self) -> float:
+        return self.seconds / 3600
+
+    def parts(self, cap_hours: float = SESSION_HOURS) -> list[int]:
+        """Epochs per session so that every session (start-up, its epochs, the last one's final pass) fits
+        ``cap_hours``; one part when the whole run fits."""
+        cap = cap_hours * 3600
+        if self.startup + self.epoch + self.final > cap:
+            raise ValueError(f"{self.name}: one epoch ({self.epoch / 3600:.1f} h with start-up and the final "
+                             f"pass) does not fit a {cap_hours:g}-hour session")
+        if self.seconds <= cap:
+            return [self.epochs]
+        per_part = int((cap - self.startup) // self.epoch)
+        parts, left = [], self.epochs
+        while left:
+            take = min(per_part, left)
+            if take == left and self.startup + take * self.epoch + self.final > cap:
+                take = left - 1  # the last part also holds the final pass
+            parts.append(take)
+            left -= take
+        return parts
+
+    def __str__(self) -> str:
+        return (f"{self.name}: {self.hours:.2f} h {self.how} ({self.epochs} epochs x "
+                f"{self.epoch / 60:.1f} min, {self.bound}-bound; start-up {self.startup / 60:.1f} min"
+                + (f", final pass {self.final / 60:.1f} min" if self.final else "") + ")")
+
+
+def estimate_training(recipe, n_train: int, n_valid: int, gpus: int = KAGGLE_GPUS, tflops: float | None = None,
+                      shape: tuple[int, int] = SHAPE, measured: dict | None = None) -> TrainingEstimate:
+    """A training kernel's time on ``gpus`` T4s for ``n_train`` training rows (pseudo rows included) and
+    ``n_valid`` validation images of ``shape``. ``measured`` ({"train_item", "valid_item"} GPU seconds per
+    item on one device, {"loader_item"} one core's seconds per training item) replaces the assumptions."""
+    measured = measured or {}
+    crop = (recipe.crop_height or shape[0], recipe.crop_width or shape[1])
+    rate = (tflops or T4_TFLOPS[family(recipe)]) * 1e12
+    scaling = gpus * (DDP_EFFICIENCY if gpus > 1 else 1.0)  # gradients all-reduced every step
+    train_item = measured.get("train_item", train_step_flops(recipe, crop) / rate) / scaling
+    valid_item = measured.get("valid_item", model_flops(recipe, shape) / rate) / gpus  # no all-reduce
+    loader_item = measured.get("loader_item", LOADER_SECONDS["train"]) / KAGGLE_CPU_CORES
+    loader_full = LOADER_SECONDS["full"] * loader_item / LOADER_SECONDS["train"]
+    gpu_epoch, loader_epoch = n_train * train_item, n_train * loader_item
+    valid_epoch = n_valid * max(valid_item, loader_full)
+    final = valid_epoch + n_valid * TABLES_SECONDS if recipe.stage == "segmenter" else 0.0
+    startup = STARTUP_SECONDS + (n_train + n_valid) * DECODE_SECONDS / 4
+    return TrainingEstimate(
+        name=f"{recipe.name} fold {recipe.fold}", epochs=recipe.epochs, train_epoch=max(gpu_epoch, loader_epoch),
+        valid_epoch=valid_epoch, final=final, startup=startup,
+        bound="GPU" if gpu_epoch >= loader_epoch else "loader",
+        how=("measured" if measured else "estimated") + f" on {gpus} T4{'s' if gpus > 1 else ''}")
+
+
+def estimate_tuning(members: list[tuple], n_images: int, tta_modes: int = 3, gpus: int = KAGGLE_GPUS,
+                    shape: tuple[int, int] = SHAPE) -> float:
+    """Seconds of the tuning kernel: every member (recipe, images it held out) predicts its held-out images
+    with TTA at full resolution, then the ensemble's tables are labelled for ``n_images``; plus start-up."""
+    gpu = sum(images * tta_modes * model_flops(recipe, shape) / (T4_TFLOPS[family(recipe)] * 1e12 * gpus)
+              for recipe, images in members)
+    loader = n_images * LOADER_SECONDS["full"] / KAGGLE_CPU_CORES
+    return STARTUP_SECONDS + max(gpu, loader) + n_images * TABLES_SECONDS
+
+
+def measure_training(recipe, device: str | None = None, steps: int = 3, shape: tuple[int, int] = SHAPE,
+                     batch_size: int | None = None) -> dict:
+    """Time real training steps (mixed precision on CUDA) of ``recipe``'s model on random crops, and
+    full-image forwards, after a warm-up -> {"train_item", "valid_item"} seconds per item on this device."""
+    from steelkit.losses import build_loss
+    from steelkit.train import build_optimizer
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    batch = batch_size or recipe.batch_size
+    crop = (recipe.crop_height or shape[0], recipe.crop_width or shape[1])
+    model = build_model(recipe, load_weights=False).to(device).train()
+    optimizer, loss_fn = build_optimizer(model, recipe), build_loss(recipe).to(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and recipe.amp)
+    images = torch.rand(batch, 3, *crop, device=device)
+    target = torch.zeros((batch, 4) if recipe.stage == "classifier" else (batch, 4, *crop), device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, enabled=device.type == "cuda" and recipe.amp):
+            logits = model(images)
+        scaler.scale(loss_fn(logits.float(), target)).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    train_item = _timed(step, steps, device) / batch
+    model.eval()
+    full = torch.rand(max(1, recipe.val_batch_size), 3, *shape, device=device)
+
+    def forward() -> None:
+        with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
+            model(full)
+
+    return {"train_item": train_item, "valid_item": _timed(forward, steps, device) / len(full)}
+
+
+def _timed(work, repeats: int, device: torch.device) -> float:
+    """Seconds per call of ``work`` after one warm-up call (cudnn picks its kernels)."""
+    work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - started) / repeats
+
+
+def measure_loader(recipe, image_paths: list, items: int = 32) -> float:
+    """One core's seconds per training item of ``recipe``'s input pipeline (decode, transforms, tensor) on
+    ``image_paths`` (real-sized JPEGs), with empty labels: what ``LOADER_SECONDS`` assumes."""
+    from steelkit.augment import train_transform
+    from steelkit.competition import agreed_shape, grayscale_is_exact
+    from steelkit.datasets import Sample, SteelDataset
+
+    paths = list(image_paths)[:items]
+    shape = agreed_shape(paths, "images")
+    dataset = SteelDataset([Sample(p, ("", "", "", "")) for p in paths], shape, train_transform(recipe, shape),
+                           grayscale_is_exact(paths))
+    dataset[0]
+    started = time.perf_counter()
+    for i in range(items):
+        dataset[i % len(dataset)]
+    return (time.perf_counter() - started) / items
+
+
+def hours_label(hours: float) -> str:
+    """'3.2 h' or '45 min'."""
+    return f"{hours:.1f} h" if hours >= 1 else f"{math.ceil(hours * 60)} min"

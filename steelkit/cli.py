@@ -90,9 +90,12 @@ def cmd_train(args) -> int:
 
     base = recipes.Recipe.load(args.recipe) if args.recipe else recipes.preset(args.preset)
     recipe = recipes.override(base, ([f"fold={args.fold}"] if args.fold is not None else []) + args.set)
-    result = train(recipe, args.data, args.out, resume=args.resume, epochs_now=args.epochs_now, device=args.device)
+    result = train(recipe, args.data, args.out, resume=args.resume, epochs_now=args.epochs_now, device=args.device,
+                   time_limit=args.time_limit)
     print(f"{recipe.name} fold {recipe.fold}: best score {result['best_score']:.5f} after "
           f"{result['epochs_done']}/{recipe.epochs} epochs; outputs in {result['out']}")
+    if result["stopped"]:
+        print("stopped by the time limit; to go on: the same command with --resume (and a new --time-limit)")
     return 0
 
 
@@ -221,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--epochs-now", type=int, help="stop after this many epochs in this call (resume later)")
+    p.add_argument("--time-limit", metavar="DURATION",
+                   help="stop cleanly before an epoch that would not fit in this time (seconds or e.g. 11h30m)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.set_defaults(run=cmd_train)
 

@@ -68,3 +68,12 @@ def broadcast_buffers(model: torch.nn.Module, context: Context) -> None:
     if context.distributed:
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
+
+
+def broadcast_object(context: Context, value):
+    """Rank 0's picklable ``value`` on every rank (``value`` itself in one process)."""
+    if not context.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -30,7 +30,7 @@ def device_count() -> int:
 
 
 def command(recipe_file: Path, data_dir: Path, out_dir: Path, processes: int, resume: bool = False,
-            epochs_now: int | None = None, device: str | None = None) -> list[str]:
+            epochs_now: int | None = None, device: str | None = None, time_limit: float | None = None) -> list[str]:
     """The torchrun command line of a ``processes``-process training run."""
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
             "-m", "steelkit", "train", "--recipe", str(recipe_file), "--data", str(data_dir), "--out", str(out_dir)]
@@ -40,12 +40,14 @@ def command(recipe_file: Path, data_dir: Path, out_dir: Path, processes: int, re
         args += ["--epochs-now", str(epochs_now)]
     if device:
         args += ["--device", device]
+    if time_limit is not None:
+        args += ["--time-limit", f"{time_limit:.0f}"]
     return args
 
 
 def run_distributed(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLike, processes: int,
                     resume: bool = False, epochs_now: int | None = None, device: str | None = None,
-                    echo=print) -> None:
+                    time_limit: float | None = None, echo=print) -> None:
     """Train ``recipe`` with ``processes`` DDP processes; each output line goes to ``echo`` as it comes.
     Raises LaunchError when torchrun fails, quoting the ranks' error lines (else its last lines)."""
     import steelkit
@@ -58,7 +60,8 @@ def run_distributed(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | 
            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
            "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", "10")}  # bars as lines, not a flood
     last, errors = deque(maxlen=30), []
-    with subprocess.Popen(command(recipe_file, Path(data_dir), out_dir, processes, resume, epochs_now, device),
+    with subprocess.Popen(command(recipe_file, Path(data_dir), out_dir, processes, resume, epochs_now, device,
+                                  time_limit),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1) as proc:
         for line in proc.stdout:
             last.append(line.rstrip())

@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
-from steelkit import atomic, checkpoint, distributed, folds, validation
+from steelkit import atomic, checkpoint, distributed, folds, timelimit, validation
 from steelkit.augment import eval_transform, train_transform
 from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
 from steelkit.datasets import SteelDataset, check_images, check_labels, samples_from_table, worker_init_fn
@@ -213,12 +213,17 @@ def make_loader(dataset, recipe: Recipe, context, epoch: int, train: bool) -> Da
 
 
 def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
-          epochs_now: int | None = None, device: str | None = None) -> dict:
+          epochs_now: int | None = None, device: str | None = None, time_limit: float | str | None = None,
+          started_at: float | None = None, clock=time.time) -> dict:
     """Train one model as ``recipe`` says; return the best validation figures and the output paths.
 
-    ``epochs_now`` stops after that many epochs in this call (a session's time budget); a later call
-    with ``resume=True`` goes on from ``last.pt``, with this or another number of processes.
+    ``epochs_now`` stops after that many epochs in this call; ``time_limit`` (seconds or "11h30m", counted
+    from ``started_at`` on ``clock``, default now) stops before an epoch that would not fit
+    (``steelkit.timelimit``), with ``result["stopped"]`` saying why. Either way a later call with
+    ``resume=True`` goes on from ``last.pt``, with this or another number of processes.
     """
+    deadline = None if time_limit is None else timelimit.Deadline(timelimit.parse_duration(time_limit),
+                                                                  started_at, clock)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     context = distributed.setup(device)
     accumulation = accumulation_steps(recipe, context.world_size)
@@ -266,12 +271,23 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
                        f"the effective batch stays {recipe.effective_batch}, the schedule keeps its shape")
     if context.main:
         recipe.save(out_dir / "recipe.json")
+    if deadline is not None:
+        deadline.check_holds_an_epoch(history)
 
-    ran = 0
+    ran, stopped = 0, ""
     for epoch in range(start, recipe.epochs):
         if epochs_now is not None and ran >= epochs_now:
             break
-        started = time.time()
+        if deadline is not None:  # rank 0 decides for all: the ranks' clocks may differ a little
+            problem = distributed.broadcast_object(context, deadline.next_epoch_problem(
+                history, epoch + 1 == recipe.epochs, recipe.stage == "segmenter"))
+            if problem:
+                stopped = (f"{recipe.name} fold {recipe.fold}: stopped before epoch {epoch + 1} of {recipe.epochs} "
+                           f"({problem}); {out_dir / checkpoint.LAST} holds epoch {epoch}: resume to go on")
+                if context.main:
+                    tqdm.write(stopped)
+                break
+        started = clock()
         seed = epoch_seed(recipe, epoch, context.rank)
         seed_everything(seed)
         train_set.transform.set_random_seed(seed)
@@ -279,13 +295,15 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         desc = f"{recipe.name} fold {recipe.fold} epoch {epoch + 1}/{recipe.epochs}"
         done = train_one_epoch(net, loader, loss_fn, optimizer, scaler, recipe, context, epoch, steps_per_epoch, desc)
         distributed.broadcast_buffers(model, context)
+        validating = clock()
         parts = validation.validation_parts(model, make_loader(valid_shard, recipe, context, epoch, train=False),
                                             loss_fn, recipe, context.device, show=context.main)
         gathered = distributed.gather(context, parts)
         if context.main:
             result = validation.figures_and_oof(validation.merge(gathered), recipe.stage)
             row = {"epoch": epoch + 1, "lr": done["lr"], "steps": done["steps"], "train_loss": done["train_loss"],
-                   **{k: float(v) for k, v in result["figures"].items()}, "seconds": time.time() - started}
+                   **{k: float(v) for k, v in result["figures"].items()}, "seconds": clock() - started,
+                   "val_seconds": clock() - validating}
             history.append(row)
             atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
             draw_curves(pd.DataFrame(history), out_dir / "curves.png", f"{recipe.name} fold {recipe.fold}")
@@ -304,11 +322,16 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
                        f"score {row['score']:.4f} (best {best[0]:.4f}), {row['seconds']:.0f}s")
         distributed.barrier(context)
         ran += 1
+        if deadline is not None:
+            deadline.record(clock() - started, clock() - validating)
+            if ran == 1:
+                deadline.check_holds_an_epoch(history)
     if recipe.stage == "segmenter" and start + ran >= recipe.epochs and (out_dir / checkpoint.BEST).exists() \
             and (ran or not has_tables(out_dir / "oof.npz")):
         final_oof(model, valid_ids, valid_shard, loss_fn, recipe, context, out_dir, shape)
     distributed.teardown(context)
-    return {"best_score": best[0], "out": out_dir, "epochs_done": start + ran, "history": history}
+    return {"best_score": best[0], "out": out_dir, "epochs_done": start + ran, "history": history,
+            "stopped": stopped}
 
 
 def final_oof(model, valid_ids: list[str], valid_shard, loss_fn, recipe: Recipe, context, out_dir: Path,
@@ -357,7 +380,8 @@ def save_oof(path: Path, image_ids: list[str], oof: dict, recipe: Recipe, shape)
 
 def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), encoder_weights: str = "",
                     init_from: str = "", pseudo_labels: str = "", resume_from: str = "",
-                    epochs_now: int | None = None, gpus: int | None = None, device: str | None = None) -> dict:
+                    epochs_now: int | None = None, gpus: int | None = None, device: str | None = None,
+                    time_limit: float | str | None = None, started_at: float | None = None) -> dict:
     """What a training notebook does: the preset with its overrides, every input named relative to the
     attached inputs as ``<input slug>/<path>`` (found wherever Kaggle mounts them), the output in
     <working>/<preset>-fold<k>. ``resume_from``
@@ -365,7 +389,9 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
 
     ``gpus`` (default: the CUDA devices visible) > 1: the run goes to torchrun, one process per device
     (``steelkit.launch``), its output streamed here; else it runs in this process. ``device`` forces one
-    ("cpu": gloo processes, as the tests simulate two devices)."""
+    ("cpu": gloo processes, as the tests simulate two devices). ``time_limit`` counts from ``started_at``
+    (the notebook's start, ``time.time()``): the run stops cleanly before an epoch that would not fit, and the
+    notebook ends normally, its output ready to be attached by a part that resumes it."""
     import shutil
 
     from steelkit import launch, paths
@@ -384,11 +410,24 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
     gpus = launch.device_count() if gpus is None else gpus
     if gpus > 1:
         print(f"{gpus} devices: training with torchrun, one process each", flush=True)
+        left = None
+        if time_limit is not None:  # torchrun's processes start later: they get what is left
+            left = timelimit.parse_duration(time_limit) - (time.time() - (started_at or time.time()))
+            if left <= 0:
+                raise ValueError(f"time limit {time_limit!r} already used up before training started")
+        stops = []
         launch.run_distributed(recipe, data_dir, out_dir, gpus, resume=bool(resume_from), epochs_now=epochs_now,
-                               device=device, echo=lambda line: print(line, flush=True))
+                               device=device, time_limit=left,
+                               echo=lambda line: (print(line, flush=True), ": stopped before epoch" in line
+                                                  and stops.append(line)))
         state = checkpoint.load_state(out_dir / checkpoint.LAST)
         result = {"best_score": state["best"][0], "out": out_dir, "epochs_done": state["epoch"] + 1,
-                  "history": state["history"]}
+                  "history": state["history"], "stopped": stops[-1] if stops else ""}
     else:
-        result = train(recipe, data_dir, out_dir, resume=bool(resume_from), epochs_now=epochs_now, device=device)
+        result = train(recipe, data_dir, out_dir, resume=bool(resume_from), epochs_now=epochs_now, device=device,
+                       time_limit=time_limit, started_at=started_at)
+    if result["stopped"]:
+        print(f"{result['stopped']}\nto continue: a kernel with RESUME_FROM naming this notebook's output "
+              f"(build_kernel.py splits a long kernel into such parts), or `steelkit train --resume` on it",
+              flush=True)
     return {**result, "metrics": pd.read_csv(out_dir / "metrics.csv")}
