@@ -1,12 +1,14 @@
-"""The submission's run-time budget: assumptions per architecture family, two T4s, per stage, or measured."""
+"""Run-time budgets: the submission's and each training kernel's, from stated assumptions, or measured."""
 
 import subprocess
 import sys
 
 import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from steelkit import budget, checkpoint
-from steelkit.recipe import preset
+from steelkit.recipe import override, preset
 
 
 def test_assumptions_per_family_and_per_stage():
@@ -43,3 +45,61 @@ def test_the_estimate_says_plainly_when_an_ensemble_is_too_slow():
     huge = budget.estimate([preset("seg-tiny")] * 40, 5506, 3, tflops=0.5, gpus=1)
     assert not small.over_limit and "within" in str(small)
     assert huge.over_limit and "EXCEEDS the competition's 60-minute cap" in str(huge)
+
+
+def test_a_training_budget_equals_the_hand_computation_from_its_counted_flops():
+    recipe = override(preset("seg-tiny"), ["epochs=7"])
+    shape, crop = (64, 320), (recipe.crop_height, recipe.crop_width)
+    forward_crop, forward_full = budget.model_flops(recipe, crop), budget.model_flops(recipe, shape)
+    rate = budget.T4_TFLOPS["depthwise"] * 1e12  # a mobilenet encoder: the depthwise family
+    result = budget.estimate_training(recipe, n_train=1000, n_valid=250, gpus=2, shape=shape)
+    gpu_epoch = 1000 * 3 * forward_crop / (rate * 2 * budget.DDP_EFFICIENCY)
+    loader_epoch = 1000 * budget.LOADER_SECONDS["train"] / budget.KAGGLE_CPU_CORES
+    valid = 250 * max(forward_full / (rate * 2), budget.LOADER_SECONDS["full"] / budget.KAGGLE_CPU_CORES)
+    assert result.train_epoch == pytest.approx(max(gpu_epoch, loader_epoch))
+    assert result.bound == ("GPU" if gpu_epoch >= loader_epoch else "loader")
+    assert result.valid_epoch == pytest.approx(valid)
+    assert result.final == pytest.approx(valid + 250 * budget.TABLES_SECONDS)
+    assert result.startup == pytest.approx(budget.STARTUP_SECONDS + 1250 * budget.DECODE_SECONDS / 4)
+    assert result.seconds == pytest.approx(result.startup + 7 * (result.train_epoch + valid) + result.final)
+    classifier = budget.estimate_training(override(preset("cls-tiny"), ["epochs=7"]), 1000, 250, shape=shape)
+    assert classifier.final == 0  # only segmenters write the threshold tables
+    measured = budget.estimate_training(recipe, 1000, 250, gpus=1, shape=shape,
+                                        measured={"train_item": 0.5, "valid_item": 0.1, "loader_item": 0.004})
+    assert measured.train_epoch == pytest.approx(500) and measured.bound == "GPU"
+    assert measured.valid_epoch == pytest.approx(25) and "measured on 1 T4" in str(measured)
+
+
+def test_a_depthwise_convolution_costs_three_forwards_not_what_the_counter_says_of_its_backward():
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False)
+    images = torch.randn(1, 64, 32, 32, requires_grad=True)
+    forward, both = FlopCounterMode(display=False), FlopCounterMode(display=False)
+    with forward:
+        conv(images)
+    with both:
+        conv(images).sum().backward()
+    assert both.get_total_flops() > 20 * forward.get_total_flops()  # torch counts its backward as dense
+    assert budget.TRAIN_STEP_FACTOR * forward.get_total_flops() < both.get_total_flops() / 5
+
+
+def test_a_kernel_longer_than_a_session_splits_into_parts_that_each_fit():
+    long = budget.TrainingEstimate("seg", epochs=900, train_epoch=100.0, valid_epoch=20.0, final=300.0, startup=200.0,
+                                   bound="GPU")
+    parts = long.parts(12)
+    assert sum(parts) == 900 and len(parts) > 1
+    for number, epochs in enumerate(parts):
+        last = number == len(parts) - 1
+        assert long.startup + epochs * long.epoch + (long.final if last else 0) <= 12 * 3600
+    assert budget.TrainingEstimate("seg", 5, 100.0, 20.0, 300.0, 200.0, "GPU").parts(12) == [5]
+    with pytest.raises(ValueError, match="does not fit"):
+        budget.TrainingEstimate("seg", 5, 50000.0, 20.0, 300.0, 200.0, "GPU").parts(12)
+
+
+def test_measure_training_times_real_steps_here():
+    measured = budget.measure_training(preset("seg-tiny"), device="cpu", steps=1, shape=(64, 320), batch_size=2)
+    assert measured["train_item"] > 0 and measured["valid_item"] > 0
+
+
+def test_measure_loader_times_the_recipe_pipeline_on_real_sized_jpegs(mini):
+    per_item = budget.measure_loader(preset("cls-tiny"), sorted((mini / "train_images").glob("*.jpg")), items=4)
+    assert 0 < per_item < 5
