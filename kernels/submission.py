@@ -27,8 +27,10 @@ PICTURES = 8  # overlay pictures of predictions to write
 
 # %%
 import dataclasses
+import json
+import shutil
 
-from steelkit import checkpoint, overlay, paths, predict, thresholds
+from steelkit import checkpoint, overlay, paths, predict, thresholds, tuning
 
 data_dir = paths.find_data_dir()
 working = paths.working_dir()
@@ -42,13 +44,21 @@ for path in found["classifier"] + found["segmenter"]:
 # %%
 config = predict.InferenceConfig(tta=tuple(TTA), batch_size=BATCH_SIZE)
 search = None
-if INFERENCE_CONFIG:
+if INFERENCE_CONFIG:  # tuned by the tuning kernel, its local CV beside it
     config = predict.InferenceConfig.load(paths.resolve_input(INFERENCE_CONFIG))
+    cv_file = paths.resolve_input(INFERENCE_CONFIG).with_name("cv.json")
+    if cv_file.is_file():
+        shutil.copy2(cv_file, working / "cv.json")
 elif TUNE_THRESHOLDS and all((p.parent / "oof.npz").is_file() for p in found["segmenter"]):
     search = thresholds.search([p.parent for p in found["classifier"]], [p.parent for p in found["segmenter"]],
                                data_dir)
     print(thresholds.format_report(search))
     config = dataclasses.replace(config, postprocess=search["config"])
+    tuning.write_cv(working / "cv.json", search, [str(p.parent) for p in found["classifier"] + found["segmenter"]])
+if (working / "cv.json").is_file():
+    cv = json.loads((working / "cv.json").read_text())
+    print(f"local CV (out-of-fold mean Dice of this ensemble at these settings): {cv['mean']:.5f} "
+          f"(the seed's settings: {cv['seed_mean']:.5f}) on {cv['images']} images")
 print(config.to_json())
 
 # %% [markdown]

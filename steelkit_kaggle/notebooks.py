@@ -64,6 +64,8 @@ WRITES = {
                           "`curves.png`, `oof.npz` (out-of-fold maps), `folds.csv`",
     "submission.py": "`submission.csv` (+ `submission.inference.json`, how it was made), `thresholds.png` when "
                      "it tunes, `pseudo.csv` when `PSEUDO_ROUND` > 0, `overlays/`",
+    "tune.py": "`inference.json` (the tuned post-processing, for the submission), `cv.json` (the ensemble's "
+               "local CV), `thresholds.png`, `ensemble/oof.npz` (the ensemble's full-resolution tables)",
 }
 
 

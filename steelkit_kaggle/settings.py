@@ -1,10 +1,21 @@
 """kernels/kernels.json: the kernels as a small matrix, expanded and checked before anything is built.
 
-A group is one notebook source and the kernels made from it: ``presets`` x ``folds`` (or one kernel when
-it has neither), each with its title, parameters, attached datasets and notebooks, all templated with
-``{preset}``, ``{fold}``, ``{encoder}`` (the preset's encoder) and ``{user}``; a parameter that is exactly
-``"{fold}"`` becomes a number. A group's ``models`` attaches the outputs of other groups' kernels: every fold
-of a preset, or the ``folds`` named. ``gpu`` asks Kaggle for its two T4s.
+A group is one notebook source and the kernels made from it: ``rounds`` x ``presets`` x ``folds`` (or one
+kernel when it has none of them), each with its title, parameters, attached datasets and notebooks, all
+templated with ``{preset}``, ``{fold}``, ``{encoder}`` (the preset's encoder), ``{round}``, ``{previous}``,
+``{next}`` and ``{user}``; a parameter that is exactly ``"{fold}"`` or ``"{next}"`` becomes a number. A group's
+``models`` attaches the outputs of other groups' kernels of the same round: every fold of a preset, or the
+``folds`` named. ``gpu`` asks Kaggle for its two T4s. ``round_parameters`` overrides parameters per round.
+
+Pseudo-label rounds: a training group's ``later_rounds`` says how rounds after the first train:
+``pseudo_labels`` (the title of the kernel whose ``pseudo.csv`` they attach, e.g. the previous round's
+submission) and ``mode``: ``"finetune"`` (start from the previous round's checkpoint of the same preset and
+fold for ``epochs`` epochs; it attaches that kernel instead of the group's own ``kernels``) or
+``"scratch"`` (the group's own recipe again, with the pseudo rows).
+
+Parts: a kernel longer than a session becomes a chain of parts (``parts``: epochs per part, or what
+``load``'s ``parts_of`` says from the budget): part 1 keeps the title, part n is "<title> part n", attaches
+part n-1's output and resumes from it (``RESUME_FROM``); every other kernel attaches the last part.
 
 Checked against Kaggle's limits before anything is built: titles of 5 to 50 characters that slugify to
 unique slugs, existing source files, attached kernels that exist in the matrix.
@@ -28,8 +39,9 @@ class SettingsError(ValueError):
 
 def _fill(value, values: dict):
     if isinstance(value, str):
-        if value == "{fold}" and "fold" in values:
-            return values["fold"]
+        for number in ("fold", "next", "round"):
+            if value == "{" + number + "}" and number in values:
+                return values[number]
         for key, text in values.items():
             value = value.replace("{" + key + "}", str(text))
         return value
@@ -47,7 +59,7 @@ def _encoder(preset_name: str) -> str:
 
 
 def expand(group: dict, path: Path = SETTINGS) -> list[dict]:
-    """The kernels of one group: presets x folds, templated."""
+    """The kernels of one group: rounds x presets x folds, templated."""
     if "presets" in group or "folds" in group:
         cells = [{"preset": p, "fold": f, "encoder": _encoder(p)} for p in group.get("presets", [])
                  for f in group.get("folds", [])]
@@ -55,29 +67,135 @@ def expand(group: dict, path: Path = SETTINGS) -> list[dict]:
             raise SettingsError(f"{path}: group {group.get('title')!r} names presets and folds, but not both")
     else:
         cells = [{}]
+    rounds = group.get("rounds", [None])
+    if any(r is not None and (not isinstance(r, int) or r < 0) for r in rounds):
+        raise SettingsError(f"{path}: group {group.get('title')!r}: rounds {rounds} must be numbers from 0")
     kernels = []
-    for values in cells:
-        kernel = {"title": _fill(group.get("title"), values), "source": group.get("source"),
-                  "gpu": bool(group.get("gpu", False)), "is_private": group.get("is_private", True),
-                  "datasets": _fill(group.get("datasets", []), values),
-                  "kernels": _fill(group.get("kernels", []), values),
-                  "model_sources": _fill(group.get("model_sources", []), values),
-                  "parameters": _fill(group.get("parameters", {}), values)}
-        if values:
-            kernel["preset"], kernel["fold"] = values["preset"], values["fold"]
-        if "models" in group:
-            kernel["models"], kernel["budget"] = group["models"], group.get("budget", {})
-        kernels.append(kernel)
+    for round_number in rounds:
+        for cell in cells:
+            values = dict(cell)
+            if round_number is not None:
+                values.update(round=round_number, previous=round_number - 1, next=round_number + 1)
+            parameters = {**group.get("parameters", {}),
+                          **group.get("round_parameters", {}).get(str(round_number), {})}
+            kernel = {"title": _fill(group.get("title"), values), "source": group.get("source"),
+                      "gpu": bool(group.get("gpu", False)), "is_private": group.get("is_private", True),
+                      "datasets": _fill(group.get("datasets", []), values),
+                      "kernels": _fill(group.get("kernels", []), values),
+                      "model_sources": _fill(group.get("model_sources", []), values),
+                      "parameters": _fill(parameters, values)}
+            if cell:
+                kernel["preset"], kernel["fold"] = cell["preset"], cell["fold"]
+            if round_number is not None:
+                kernel["round"] = round_number
+            if "models" in group:
+                kernel["models"], kernel["budget"] = group["models"], group.get("budget", {})
+            if "parts" in group:
+                kernel["parts"] = list(group["parts"])
+            if round_number and "later_rounds" in group:
+                later_round(kernel, group, values, path)
+            kernels.append(kernel)
     return kernels
 
 
-def load(path: Path = SETTINGS) -> dict:
-    """{"competition", "kernels": every kernel, expanded and checked} from ``path``."""
+def later_round(kernel: dict, group: dict, values: dict, path: Path) -> None:
+    """A training kernel of a round after the first: the previous round's pseudo labels, and either a
+    fine-tuning start from the previous round's same model or the recipe again from scratch."""
+    later = group["later_rounds"]
+    mode = later.get("mode", "finetune")
+    if mode not in ("finetune", "scratch") or "pseudo_labels" not in later:
+        raise SettingsError(f"{path}: group {group.get('title')!r}: later_rounds needs pseudo_labels (a kernel "
+                            f"title) and mode 'finetune' or 'scratch', not {later}")
+    pseudo = slugify(_fill(later["pseudo_labels"], values))
+    if mode == "finetune":
+        previous = slugify(_fill(group["title"], {**values, "round": values["previous"]}))
+        kernel["kernels"] = [f"{{user}}/{previous}"]
+        kernel["parameters"]["INIT_FROM"] = f"{previous}/{kernel['preset']}-fold{kernel['fold']}"
+        epochs = later.get("epochs")
+        if epochs:
+            kernel["parameters"]["OVERRIDES"] = [*kernel["parameters"].get("OVERRIDES", []), f"epochs={epochs}"]
+    kernel["kernels"].append(f"{{user}}/{pseudo}")
+    kernel["parameters"]["PSEUDO_LABELS"] = f"{pseudo}/pseudo.csv"
+
+
+def split_into_parts(kernel: dict, epochs: list[int]) -> list[dict]:
+    """One kernel as a chain of sessions, ``epochs`` epochs each: part n resumes part n-1's output."""
+    parts = []
+    for number, count in enumerate(epochs, start=1):
+        part = json.loads(json.dumps(kernel))
+        part["part"], part["part_of"] = [number, len(epochs)], kernel["slug"]
+        part["parameters"]["EPOCHS_NOW"] = count if number < len(epochs) else None
+        if number > 1:
+            previous = parts[-1]["slug"]
+            part["title"], part["slug"] = f"{kernel['title']} part {number}", f"{kernel['slug']}-part-{number}"
+            part["kernels"] = [*part["kernels"], f"{{user}}/{previous}"]
+            part["parameters"]["RESUME_FROM"] = previous
+        parts.append(part)
+    return parts
+
+
+def _renamed(value, renames: dict):
+    """``value`` with references to a split kernel's slug pointed at its last part."""
+    if isinstance(value, str):
+        for old, new in renames.items():
+            if value == f"{{user}}/{old}" or value == old:
+                return value.replace(old, new)
+            if value.startswith(f"{old}/"):
+                return new + value[len(old):]
+        return value
+    if isinstance(value, list):
+        return [_renamed(v, renames) for v in value]
+    if isinstance(value, dict):
+        return {k: _renamed(v, renames) for k, v in value.items()}
+    return value
+
+
+def is_last_part(kernel: dict) -> bool:
+    part = kernel.get("part", [1, 1])
+    return part[0] == part[1]
+
+
+def outputs(kernel: dict) -> list[str]:
+    """The files a kernel must have written, relative to its output folder (what ``fetch`` checks)."""
+    parameters, source = kernel["parameters"], Path(kernel["source"]).name
+    if source.startswith("train_"):
+        run = f"{parameters['PRESET']}-fold{parameters['FOLD']}"
+        names = ["recipe.json", "last.pt", "metrics.csv"] + (["best.pt", "oof.npz"] if is_last_part(kernel) else [])
+        return [f"{run}/{name}" for name in names]
+    if source == "submission.py":
+        return ["submission.csv"] + (["pseudo.csv"] if parameters.get("PSEUDO_ROUND") else [])
+    if source == "tune.py":
+        return ["inference.json", "cv.json"]
+    return []
+
+
+def load(path: Path = SETTINGS, parts_of=None) -> dict:
+    """{"competition", "campaign", "kernels": every kernel, expanded and checked} from ``path``.
+    ``parts_of(kernel)`` (optional) gives a training kernel's epochs per session when it needs more than one
+    (``steelkit_kaggle.plan`` asks the budget)."""
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise SettingsError(f"{path}: {error}") from None
     kernels = [kernel for group in raw.get("groups", []) for kernel in expand(group, path)]
+    for kernel in kernels:
+        kernel["slug"] = slugify(str(kernel["title"])) if isinstance(kernel["title"], str) else ""
+    split, renames = [], {}
+    for kernel in kernels:
+        epochs = kernel.pop("parts", None)
+        if epochs is None and parts_of is not None and Path(str(kernel["source"])).name.startswith("train_"):
+            epochs = parts_of(kernel)
+        if epochs and len(epochs) > 1:
+            chain = split_into_parts(kernel, epochs)
+            renames[kernel["slug"]] = chain[-1]["slug"]
+            split += chain
+        else:
+            split.append(kernel)
+    for kernel in split:
+        outside = {old: new for old, new in renames.items() if kernel.get("part_of") != old}
+        kernel["kernels"], kernel["parameters"] = (_renamed(kernel["kernels"], outside),
+                                                   _renamed(kernel["parameters"], outside))
+    kernels = split
     seen: dict[str, str] = {}
     for number, kernel in enumerate(kernels, start=1):
         title = kernel["title"]
@@ -101,20 +219,24 @@ def load(path: Path = SETTINGS) -> dict:
             kernel["kernels"] = kernel["kernels"] + [f"{{user}}/{k['slug']}" for k in attached(kernels, kernel)]
         for source in kernel["kernels"]:
             if source.split("/", 1)[-1] not in seen:
-                raise SettingsError(f"{path}: kernel {kernel['title']!r} attaches {source}, which kernels.json "
-                                    "does not define")
-    return {"competition": raw.get("competition", "severstal-steel-defect-detection"), "kernels": kernels}
+                in_round = f" (round {kernel['round']})" if "round" in kernel else ""
+                raise SettingsError(f"{path}: kernel {kernel['title']!r}{in_round} attaches {source}, which "
+                                    "kernels.json does not define" + (" (a round that does not exist?)"
+                                                                      if in_round else ""))
+    return {"competition": raw.get("competition", "severstal-steel-defect-detection"),
+            "campaign": raw.get("campaign", {}), "kernels": kernels}
 
 
 def attached(kernels: list[dict], kernel: dict) -> list[dict]:
     """The kernels whose outputs ``kernel``'s ``models`` attach."""
     chosen = []
     for wanted in kernel.get("models", []):
-        hits = [k for k in kernels if k.get("preset") == wanted["preset"]
-                and ("folds" not in wanted or k["fold"] in wanted["folds"])]
+        hits = [k for k in kernels if k.get("preset") == wanted["preset"] and is_last_part(k)
+                and k.get("round") == kernel.get("round") and ("folds" not in wanted or k["fold"] in wanted["folds"])]
         if not hits:
             raise SettingsError(f"kernel {kernel['title']!r}: no kernels of preset {wanted['preset']!r}"
-                                + (f" folds {wanted['folds']}" if "folds" in wanted else ""))
+                                + (f" folds {wanted['folds']}" if "folds" in wanted else "")
+                                + (f" in round {kernel['round']}" if "round" in kernel else ""))
         chosen += hits
     return chosen
 

@@ -1,0 +1,109 @@
+"""An ensemble's thresholds tuned at full resolution: the tuning kernel's work.
+
+Each segmenter's run measures full-resolution tables of its own maps only; where several segmenters hold
+out the same fold, the threshold search would fall back to their block-averaged maps. Here every
+out-of-fold image is predicted again, at full resolution and with the submission's TTA, by the segmenters
+that held it out (their ``oof.npz`` says which images), the maps are averaged as ``predict`` averages an
+ensemble, and the ensemble's own tables are measured on that average: ``ensemble/oof.npz`` holds them,
+with the block-averaged maps beside, in the layout training writes. The threshold search then scores every
+image exactly, and ``inference.json``, ``cv.json`` and the search's figure are written for the submission.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from steelkit import atomic, checkpoint, thresholds
+from steelkit.augment import eval_transform
+from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
+from steelkit.datasets import SteelDataset, samples_from_table
+from steelkit.models import pad_to_multiple
+from steelkit.predict import Ensemble, InferenceConfig, resolve_devices
+
+ENSEMBLE = "ensemble"  # the folder of the ensemble's out-of-fold file, under the tuning output
+
+
+def held_out_by(segmenter_dirs) -> tuple[list[str], dict[tuple, list[str]]]:
+    """(every out-of-fold image id, in first-seen order; {member indices: the ids exactly they held out})."""
+    members_of: dict[str, list[int]] = {}
+    for number, folder in enumerate(segmenter_dirs):
+        for image_id in np.load(thresholds.oof_file(folder))["image_ids"].tolist():
+            members_of.setdefault(image_id, []).append(number)
+    groups: dict[tuple, list[str]] = {}
+    for image_id, members in members_of.items():
+        groups.setdefault(tuple(members), []).append(image_id)
+    return list(members_of), groups
+
+
+def ensemble_oof(segmenter_dirs, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                 config: InferenceConfig = InferenceConfig(), scale: int = 4, device=None,
+                 show: bool = True) -> Path:
+    """Predict every out-of-fold image with the segmenters that held it out (mean over members and TTA, at
+    full resolution) -> ``out_dir/ensemble/oof.npz`` with full-resolution tables for every image."""
+    data_dir, segmenter_dirs = Path(data_dir), [Path(d) for d in segmenter_dirs]
+    table = read_labels(data_dir / "train.csv", data_dir / "train_images").set_index("ImageId")
+    ids, groups = held_out_by(segmenter_dirs)
+    missing = [i for i in ids if i not in table.index]
+    if missing:
+        raise ValueError(f"{len(missing)} out-of-fold images are not in {data_dir / 'train.csv'}, e.g. {missing[0]}")
+    paths = [data_dir / "train_images" / i for i in ids]
+    shape, grayscale = agreed_shape(paths, "training images"), grayscale_is_exact(paths)
+    devices = resolve_devices(device)
+    found = {"seg_probs": {}, "seg_tables": {}, "truth_px": {}}
+    for members, group_ids in groups.items():
+        ensemble = Ensemble([checkpoint_of(segmenter_dirs[m]) for m in members], devices, "segmenter")
+        rows = table.loc[group_ids].reset_index()
+        dataset = SteelDataset(samples_from_table(rows, data_dir / "train_images"), shape, eval_transform(),
+                               grayscale)
+        loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers)
+        for batch in tqdm(loader, desc=f"out-of-fold maps of {len(members)} segmenter(s)", disable=not show):
+            images, (height, width) = pad_to_multiple(batch["image"])
+            probs = ensemble(images, config.tta, config.amp)[..., :height, :width].float()
+            truth = batch["mask"].numpy() > 0
+            tables = thresholds.full_resolution_stats(probs.cpu().numpy(), truth)
+            small = torch.nn.functional.avg_pool2d(probs, scale) if scale > 1 else probs
+            maps = (small * 255).round().to(torch.uint8).cpu().numpy()
+            for j, index in enumerate(batch["index"].tolist()):
+                image_id = group_ids[index]
+                found["seg_probs"][image_id], found["seg_tables"][image_id] = maps[j], tables[j]
+                found["truth_px"][image_id] = truth[j].sum(axis=(1, 2)).astype(np.int32)
+    path = Path(out_dir) / ENSEMBLE / "oof.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, image_ids=np.array(ids), scale=scale, shape=np.array(shape), stage="segmenter",
+                 table_pixel=np.array(thresholds.GRIDS["pixel"]), table_sizes=np.array(thresholds.GRIDS["min_component"]),
+                 **{key: np.stack([values[i] for i in ids]) for key, values in found.items()})
+    return path
+
+
+def checkpoint_of(folder: Path) -> Path:
+    path = folder / checkpoint.BEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no {checkpoint.BEST} beside its oof.npz")
+    return path
+
+
+def tune(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
+         config: InferenceConfig = InferenceConfig(), splits: int = 5, device=None, show: bool = True) -> dict:
+    """The tuning kernel: the ensemble's full-resolution tables, the search on them, and
+    ``out_dir/inference.json`` (``config`` with the tuned post-processing) and ``out_dir/cv.json``."""
+    out_dir = Path(out_dir)
+    ensemble_oof(segmenter_dirs, data_dir, out_dir, config, device=device, show=show)
+    result = thresholds.search(list(classifier_dirs), [out_dir / ENSEMBLE], data_dir, splits=splits)
+    dataclasses.replace(config, postprocess=result["config"]).save(out_dir / "inference.json")
+    write_cv(out_dir / "cv.json", result, members=[str(d) for d in [*classifier_dirs, *segmenter_dirs]])
+    return result
+
+
+def write_cv(path: Path, result: dict, members: list[str]) -> Path:
+    """cv.json: the ensemble's out-of-fold mean Dice at the chosen settings and at the seed's, per class."""
+    return atomic.write_text(path, json.dumps({**result["cv"], "images": result["images"], "members": members},
+                                              indent=2) + "\n")
