@@ -79,7 +79,8 @@ def ensemble_oof(segmenter_dirs, data_dir: str | os.PathLike, out_dir: str | os.
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, image_ids=np.array(ids), scale=scale, shape=np.array(shape), stage="segmenter",
-                 table_pixel=np.array(thresholds.GRIDS["pixel"]), table_sizes=np.array(thresholds.GRIDS["min_component"]),
+                 table_pixel=np.array(thresholds.GRIDS["pixel"]),
+                 table_sizes=np.array(thresholds.GRIDS["min_component"]),
                  **{key: np.stack([values[i] for i in ids]) for key, values in found.items()})
     return path
 
