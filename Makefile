@@ -18,7 +18,7 @@ $(KAGGLE_STAMP): kernels/kaggle-image.txt $(STAMP)
 	$(BIN)/python -c "from steelkit_kaggle import image; image.ensure()"
 
 demo: $(STAMP) $(KAGGLE_STAMP)
-	$(BIN)/python build_kernel.py --demo --out demo-output
+	$(BIN)/python build_kernel.py demo --out demo-output
 
 test: $(STAMP) $(KAGGLE_STAMP)
 	$(BIN)/python -m pytest -q

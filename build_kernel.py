@@ -1,18 +1,20 @@
-"""steelkit's Kaggle side, as one command line: build the notebooks, rehearse them offline in a Kaggle-like
-environment, stage the datasets they attach, push them.
+"""steelkit's Kaggle side, as one command line with subcommands (as the kaggle CLI has them): build the
+notebooks, rehearse them offline in a Kaggle-like environment, stage the datasets they attach, plan the
+campaign's GPU hours, push.
 
-    python build_kernel.py [--user U] [--out DIR] [KERNEL ...]        build <out>/<slug>/ for `kaggle kernels push -p`
-    python build_kernel.py --run KERNEL --input DIR [--input-layout slug|owner]
-                                                                      build, then run offline (DIR plays /kaggle/input)
-    python build_kernel.py --stage-wheels OUT [--find-links DIR]      the wheels of what Kaggle's image lacks
-    python build_kernel.py --stage-encoder-weights OUT                the presets' ImageNet encoder weights (online)
-    python build_kernel.py --stage-models OUT --from DIR [DIR ...] [--inference-config F] [--model-instance M]
-    python build_kernel.py --push [--wait] [--user U] [KERNEL ...]    push in dependency order, failures are errors
-    python build_kernel.py --demo [--out DIR]                         the whole chain on a synthetic competition
+    python build_kernel.py build [KERNEL ...]                      <out>/<slug>/ for `kaggle kernels push -p`
+    python build_kernel.py run KERNEL --input DIR                  build, then run offline (DIR plays /kaggle/input)
+    python build_kernel.py stage-wheels OUT [--find-links DIR]     the wheels of what Kaggle's image lacks
+    python build_kernel.py stage-encoder-weights OUT               the presets' ImageNet encoder weights (online)
+    python build_kernel.py stage-models OUT --from DIR [DIR ...]   trained models as a dataset or a Kaggle Model
+    python build_kernel.py plan [KERNEL ...]                       GPU hours, parts and weeks, before any push
+    python build_kernel.py push [--wait] [KERNEL ...]              push in dependency order, failures are errors
+    python build_kernel.py demo [--out DIR]                        the whole chain on a synthetic competition
 
-Kernels are declared in kernels/kernels.json (a small matrix); their sources are jupytext percent files in
-kernels/; Kaggle's image is recorded in kernels/kaggle-image.txt. The logic lives in steelkit_kaggle/.
-A mistake (a bad option, kernel, file or setting) gets one line naming it and exit 2.
+Each has its own --help. Kernels are declared in kernels/kernels.json (a small matrix, with pseudo-label
+rounds); their sources are jupytext percent files in kernels/; Kaggle's image is recorded in
+kernels/kaggle-image.txt. The logic lives in steelkit_kaggle/. A mistake (a bad option, kernel, file or
+setting) gets one line naming it and exit 2.
 """
 
 from __future__ import annotations
@@ -22,82 +24,140 @@ import os
 import sys
 from pathlib import Path
 
-from steelkit_kaggle import demo, notebooks, push, rehearsal, settings, staging
+from steelkit_kaggle import demo, notebooks, plan, push, rehearsal, settings, staging
 
 ROOT = Path(__file__).resolve().parent
 
 
-def build_all(names: list[str], config: dict, user: str, out: Path) -> list[tuple[dict, Path]]:
-    chosen = [settings.find(config, name) for name in names] or config["kernels"]
-    return [(kernel, notebooks.build(kernel, config, user, out)) for kernel in chosen]
+def chosen(config: dict, names: list[str], gpu_only: bool = False) -> list[dict]:
+    """The kernels named (slugs or titles), else every kernel (every GPU kernel with ``gpu_only``)."""
+    if names:
+        return [settings.find(config, name) for name in names]
+    return [k for k in config["kernels"] if k["gpu"] or not gpu_only]
 
 
-def command(args) -> int:
-    user = args.user or "steelkit-user"
-    if args.demo:
-        return demo.demo(args.out if args.out != ROOT / "build" else ROOT / "demo-output", layout=args.input_layout,
-                         wheels_from=args.find_links)
-    if args.stage_wheels:
-        wheels = staging.stage_wheels(args.stage_wheels, user, args.find_links)
-        print(f"staged {len(wheels)} wheels in {args.stage_wheels}: {', '.join(w.name for w in wheels)}\n"
-              f"next: kaggle datasets create -p {args.stage_wheels}")
-        return 0
-    if args.stage_encoder_weights:
-        manifest = staging.stage_encoder_weights(args.stage_encoder_weights, user)
-        print(f"staged encoder weights; manifest {manifest}\n"
-              f"next: kaggle datasets create -p {args.stage_encoder_weights}")
-        return 0
-    if args.stage_models:
-        out = staging.stage_models(args.stage_models, args.sources, user, args.inference_config, args.model_instance)
-        print(f"staged {out}\nnext: kaggle datasets create -p {out}"
-              + (f"  (or: kaggle models instances create -p {out} -r zip)" if args.model_instance else ""))
-        return 0
-    config = settings.load()
-    if args.run:
-        if not args.input:
-            raise ValueError("--run needs --input DIR (the folder that plays /kaggle/input)")
-        folder = notebooks.build(settings.find(config, args.run), config, user, args.out)
-        result = rehearsal.run(folder, args.input)
-        print(f"{folder.name}: ran offline in {result['seconds']:.0f} s; outputs in {result['working']}")
-        return 0
-    if args.push:
-        chosen = settings.push_order(config, [settings.find(config, n) for n in args.kernels] or config["kernels"])
-        built = [(kernel, notebooks.build(kernel, config, user, args.out)) for kernel in chosen]
-        attached = {source["slug"] for kernel in chosen for source in settings.dependencies(config, kernel)}
-        push.push(built, user, attached, wait=args.wait, poll_seconds=args.poll_seconds)
-        return 0
-    for _, folder in build_all(args.kernels, config, user, args.out):
-        print(f"built {folder}")
+def cmd_build(args) -> int:
+    config = plan.load()
+    for kernel in chosen(config, args.kernels):
+        print(f"built {notebooks.build(kernel, config, args.user, args.out)}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kernels", nargs="*", help="slugs or titles (default: all)")
-    parser.add_argument("--user", default=os.environ.get("KAGGLE_USERNAME", ""),
+def cmd_run(args) -> int:
+    config = plan.load()
+    folder = notebooks.build(settings.find(config, args.kernel), config, args.user, args.out)
+    result = rehearsal.run(folder, args.input)
+    print(f"{folder.name}: ran offline in {result['seconds']:.0f} s; outputs in {result['working']}")
+    return 0
+
+
+def cmd_stage_wheels(args) -> int:
+    wheels = staging.stage_wheels(args.out_dir, args.user, args.find_links)
+    print(f"staged {len(wheels)} wheels in {args.out_dir}: {', '.join(w.name for w in wheels)}\n"
+          f"next: kaggle datasets create -p {args.out_dir}")
+    return 0
+
+
+def cmd_stage_encoder_weights(args) -> int:
+    manifest = staging.stage_encoder_weights(args.out_dir, args.user)
+    print(f"staged encoder weights; manifest {manifest}\nnext: kaggle datasets create -p {args.out_dir}")
+    return 0
+
+
+def cmd_stage_models(args) -> int:
+    out = staging.stage_models(args.out_dir, args.sources, args.user, args.inference_config, args.model_instance)
+    print(f"staged {out}\nnext: kaggle datasets create -p {out}"
+          + (f"  (or: kaggle models instances create -p {out} -r zip)" if args.model_instance else ""))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    config = plan.load()
+    quota = {"used": 0.0, "remaining": args.quota_hours, "total": args.quota_hours, "refresh": ""} \
+        if args.quota_hours else push.quota()
+    result = plan.plan(config, chosen(config, args.kernels, gpu_only=True), quota, args.sessions)
+    print(plan.format_plan(result))
+    return 0
+
+
+def cmd_push(args) -> int:
+    config = plan.load()
+    order = settings.push_order(config, chosen(config, args.kernels))
+    needed = sum(plan.gpu_hours(kernel, config) for kernel in order)
+    quota = push.quota() if needed else None
+    if quota and needed > quota["remaining"] and not args.over_quota:
+        raise push.PushError(f"these kernels need about {needed:.1f} GPU hours and the weekly quota has "
+                             f"{quota['remaining']:.1f} h left (it refreshes {quota['refresh'] or 'weekly'}); "
+                             "push fewer kernels (see `plan`), wait, or --over-quota")
+    built = [(kernel, notebooks.build(kernel, config, args.user, args.out)) for kernel in order]
+    attached = {source["slug"] for kernel in order for source in settings.dependencies(config, kernel)}
+    push.push(built, args.user, attached, wait=args.wait, poll_seconds=args.poll_seconds)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    return demo.demo(args.out or ROOT / "demo-output", layout=args.input_layout, wheels_from=args.find_links)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--user", default=os.environ.get("KAGGLE_USERNAME", ""),
                         help="Kaggle user (default $KAGGLE_USERNAME)")
-    parser.add_argument("--out", type=Path, default=ROOT / "build")
-    parser.add_argument("--run", metavar="KERNEL", help="build and execute this kernel offline")
-    parser.add_argument("--input", type=Path, help="with --run: the folder that plays /kaggle/input")
-    parser.add_argument("--input-layout", choices=rehearsal.LAYOUTS, default="slug",
-                        help="with --demo: mount inputs at <input>/<slug> or <input>/datasets/<owner>/<slug>")
-    parser.add_argument("--stage-wheels", type=Path, metavar="OUT")
-    parser.add_argument("--find-links", type=Path, metavar="DIR", help="take wheels from DIR alone (no index)")
-    parser.add_argument("--stage-encoder-weights", type=Path, metavar="OUT")
-    parser.add_argument("--stage-models", type=Path, metavar="OUT")
-    parser.add_argument("--from", dest="sources", nargs="+", type=Path, default=[])
-    parser.add_argument("--inference-config", type=Path)
-    parser.add_argument("--model-instance", metavar="OWNER/MODEL/pyTorch/VARIATION",
-                        help="with --stage-models: also write model-instance-metadata.json")
-    parser.add_argument("--push", action="store_true", help="build, then push with the kaggle CLI")
-    parser.add_argument("--wait", action="store_true", help="with --push: wait for each attached kernel to complete")
-    parser.add_argument("--poll-seconds", type=float, default=60, help=argparse.SUPPRESS)
-    parser.add_argument("--demo", action="store_true", help="the offline rehearsal on a synthetic competition")
-    args = parser.parse_args(argv)
-    if not args.user and (args.push or args.stage_wheels or args.stage_encoder_weights or args.stage_models):
-        print("no --user or KAGGLE_USERNAME: ids use 'steelkit-user'", file=sys.stderr)
+    common.add_argument("--out", type=Path, default=ROOT / "build", help="where the built kernels go")
+
+    def add(name: str, run, help_text: str, parents=(common,)):
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=list(parents))
+        p.set_defaults(run=run)
+        return p
+
+    p = add("build", cmd_build, "build <out>/<slug>/ (notebook + kernel-metadata.json) for `kaggle kernels push -p`")
+    p.add_argument("kernels", nargs="*", help="slugs or titles (default: all)")
+    p = add("run", cmd_run, "build one kernel and execute it offline in .venv-kaggle/")
+    p.add_argument("kernel", help="a slug or title")
+    p.add_argument("--input", type=Path, required=True, help="the folder that plays /kaggle/input")
+    for name, run, text in (("stage-wheels", cmd_stage_wheels, "the wheels of what Kaggle's image lacks"),
+                            ("stage-encoder-weights", cmd_stage_encoder_weights,
+                             "the presets' ImageNet encoder weights through huggingface_hub (online)"),
+                            ("stage-models", cmd_stage_models, "trained models as a dataset or a Kaggle Model")):
+        p = add(name, run, text)
+        p.add_argument("out_dir", type=Path, metavar="OUT", help="the dataset folder to write")
+        if name == "stage-wheels":
+            p.add_argument("--find-links", type=Path, metavar="DIR", help="take wheels from DIR alone (no index)")
+        if name == "stage-models":
+            p.add_argument("--from", dest="sources", nargs="+", type=Path, required=True,
+                           help="training outputs (folders holding best.pt)")
+            p.add_argument("--inference-config", type=Path)
+            p.add_argument("--model-instance", metavar="OWNER/MODEL/pyTorch/VARIATION",
+                           help="also write model-instance-metadata.json")
+    p = add("plan", cmd_plan, "the campaign in dependency order: GPU hours, parts, the weekly quota, the weeks")
+    p.add_argument("kernels", nargs="*", help="slugs or titles (default: every GPU kernel)")
+    p.add_argument("--quota-hours", type=float, help="the weekly GPU quota (default: `kaggle quota`, else 30 h)")
+    p.add_argument("--sessions", type=int, help="GPU sessions Kaggle runs at once (default: kernels.json's)")
+    p = add("push", cmd_push, "build, then push with the kaggle CLI in dependency order")
+    p.add_argument("kernels", nargs="*", help="slugs or titles (default: all)")
+    p.add_argument("--wait", action="store_true", help="wait for each attached kernel to complete")
+    p.add_argument("--poll-seconds", type=float, default=60, help="seconds between status polls (default 60)")
+    p.add_argument("--over-quota", action="store_true",
+                   help="push even when `kaggle quota` says the week's GPU hours are not enough")
+    p = add("demo", cmd_demo, "the offline rehearsal of the demo chain on a synthetic competition",
+            parents=())
+    p.add_argument("--out", type=Path, help="default: demo-output/")
+    p.add_argument("--input-layout", choices=rehearsal.LAYOUTS, default="slug",
+                   help="mount inputs at <input>/<slug> or <input>/datasets/<owner>/<slug>")
+    p.add_argument("--find-links", type=Path, metavar="DIR", help="take the wheels from DIR alone (no index)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "user", None) == "":
+        if args.command in ("push", "stage-wheels", "stage-encoder-weights", "stage-models"):
+            print("no --user or KAGGLE_USERNAME: ids use 'steelkit-user'", file=sys.stderr)
+        args.user = "steelkit-user"
     try:
-        return command(args)
+        return args.run(args)
     except push.PushError as error:
         print(f"build_kernel: {error}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ from pathlib import Path
 # import name -> pip name: what steelkit needs beyond torch, numpy, pandas and cv2
 PACKAGES = {"segmentation_models_pytorch": "segmentation-models-pytorch", "albumentations": "albumentations",
             "timm": "timm", "iterstrat": "iterative-stratification", "tqdm": "tqdm"}
-STAGE_COMMAND = "python build_kernel.py --stage-wheels OUT --user YOU, then kaggle datasets create -p OUT"
+STAGE_COMMAND = "python build_kernel.py stage-wheels OUT --user YOU, then kaggle datasets create -p OUT"
 
 
 def missing_packages(packages: dict[str, str] = PACKAGES) -> list[str]:

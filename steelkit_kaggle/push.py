@@ -91,3 +91,41 @@ def push(folders: list[tuple[dict, Path]], user: str, attached_by_others: set[st
         echo(f"{kernel_id}: {push_one(folder, kernel_id)}")
         if wait and kernel["slug"] in attached_by_others:
             wait_for(kernel_id, poll_seconds, echo=echo)
+
+
+QUOTA_HEADER = ["resource", "used", "remaining", "total", "refreshAt"]  # kaggle 2.2.4's `kaggle quota --csv`
+
+
+def has_credentials() -> bool:
+    """Whether the kaggle CLI has credentials to ask with (else asking would only fail, or wait)."""
+    import os
+
+    config = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    return bool(os.environ.get("KAGGLE_KEY") or os.environ.get("KAGGLE_API_TOKEN")
+                or (config / "kaggle.json").is_file() or (config / "access_token").is_file())
+
+
+def quota() -> dict | None:
+    """The weekly GPU quota as ``kaggle quota --csv`` prints it -> {"used", "remaining", "total" (hours),
+    "refresh"}; None when the CLI has no credentials or does not answer. A header other than 2.2.4's is an
+    error that says so (a silently misread quota would push kernels Kaggle then stops)."""
+    import csv
+
+    if not has_credentials():
+        return None
+    try:
+        code, output = _run(["quota", "--csv"], timeout=60)
+    except (subprocess.TimeoutExpired, PushError):
+        return None
+    lines = [line for line in output.splitlines() if "," in line]
+    if code or not lines:
+        return None
+    rows = list(csv.reader(lines))
+    if rows[0] != QUOTA_HEADER:
+        raise PushError(f"kaggle quota --csv printed the header {rows[0]}, not {QUOTA_HEADER} as the pinned "
+                        "kaggle 2.2.4 does: its format changed; steelkit will not guess the quota")
+    for row in rows[1:]:
+        if row[0] == "GPU":
+            hours = [float(value.rstrip("h")) for value in row[1:4]]
+            return {"used": hours[0], "remaining": hours[1], "total": hours[2], "refresh": row[4]}
+    return None

@@ -108,7 +108,7 @@ def later_round(kernel: dict, group: dict, values: dict, path: Path) -> None:
                             f"title) and mode 'finetune' or 'scratch', not {later}")
     pseudo = slugify(_fill(later["pseudo_labels"], values))
     if mode == "finetune":
-        previous = slugify(_fill(group["title"], {**values, "round": values["previous"]}))
+        previous = slugify(_fill(group.get("title") or "", {**values, "round": values["previous"]}))
         kernel["kernels"] = [f"{{user}}/{previous}"]
         kernel["parameters"]["INIT_FROM"] = f"{previous}/{kernel['preset']}-fold{kernel['fold']}"
         epochs = later.get("epochs")
@@ -125,6 +125,7 @@ def split_into_parts(kernel: dict, epochs: list[int]) -> list[dict]:
         part = json.loads(json.dumps(kernel))
         part["part"], part["part_of"] = [number, len(epochs)], kernel["slug"]
         part["parameters"]["EPOCHS_NOW"] = count if number < len(epochs) else None
+        part["epochs"] = count
         if number > 1:
             previous = parts[-1]["slug"]
             part["title"], part["slug"] = f"{kernel['title']} part {number}", f"{kernel['slug']}-part-{number}"

@@ -43,7 +43,7 @@ def test_every_kernel_builds_a_valid_notebook_with_honest_metadata(built):
 
 
 def test_one_source_builds_several_kernels_with_their_parameters(built):
-    notebook = nbformat.read(built["steelkit-train-cls-effb1-fold-2"] / "steelkit-train-cls-effb1-fold-2.ipynb", 4)
+    notebook = nbformat.read(built["steelkit-r0-train-cls-effb1-fold-2"] / "steelkit-r0-train-cls-effb1-fold-2.ipynb", 4)
     injected = [c.source for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "PRESET = 'cls-effb1'" in injected[0] and "FOLD = 2" in injected[0]
 
@@ -61,11 +61,11 @@ def test_datasets_metadata():
 
 
 def test_notebooks_read_as_a_story_with_the_inlined_package_hidden(built):
-    notebook = nbformat.read(built["steelkit-submission"] / "steelkit-submission.ipynb", 4)
+    notebook = nbformat.read(built["steelkit-r2-submission"] / "steelkit-r2-submission.ipynb", 4)
     assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# steelkit")
     summary = notebook.cells[1]
     assert "summary" in summary.metadata["tags"] and "**Attaches:**" in summary.source
-    assert "the output of `steelkit-train-seg-fpn-effb3-fold-3`" in summary.source
+    assert "the output of `steelkit-r2-train-seg-fpn-effb3-fold-3`" in summary.source
     assert "submission.csv" in summary.source
     for cell in notebook.cells:
         shown = "offline.report" in cell.source  # the set-up cell: where each package came from

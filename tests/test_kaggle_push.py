@@ -68,7 +68,7 @@ def kaggle_api(tmp_path):
 
 
 def push(env, *args):
-    return subprocess.run([sys.executable, str(ROOT / "build_kernel.py"), "--push", "--user", "alice",
+    return subprocess.run([sys.executable, str(ROOT / "build_kernel.py"), "push", "--user", "alice",
                            "--out", str(Path(env["HOME"]) / "build"), "--poll-seconds", "0.05", *args],
                           env=env, capture_output=True, text=True, timeout=300)
 

@@ -71,7 +71,7 @@ def test_without_the_wheels_the_notebook_fails_naming_the_missing_packages(mini,
         rehearsal.run(folder, inputs)
     message = str(info.value)
     assert "segmentation-models-pytorch, iterative-stratification not on this image" in message
-    assert "--stage-wheels" in message
+    assert "build_kernel.py stage-wheels" in message
 
 
 def test_the_submission_notebook_runs_offline_where_steelkit_is_not_installed(mini, trained, wheels_dataset,
@@ -107,7 +107,7 @@ def test_a_download_attempt_fails_the_rehearsal(tmp_path):
 
 
 def test_build_kernel_run_names_a_bad_kernel_without_a_traceback(tmp_path):
-    done = subprocess.run([sys.executable, str(notebooks.ROOT / "build_kernel.py"), "--run", "nope", "--input",
+    done = subprocess.run([sys.executable, str(notebooks.ROOT / "build_kernel.py"), "run", "nope", "--input",
                            str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no kernel 'nope' in kernels/kernels.json" in done.stderr
     assert "Traceback" not in done.stderr

@@ -37,7 +37,7 @@ def local_wheels(tmp_path_factory):
 
 
 def test_stage_wheels_from_a_local_folder_at_the_pinned_versions(local_wheels, tmp_path):
-    done = build_kernel("--stage-wheels", tmp_path / "ds", "--find-links", local_wheels, "--user", "alice")
+    done = build_kernel("stage-wheels", tmp_path / "ds", "--find-links", local_wheels, "--user", "alice")
     assert done.returncode == 0, done.stderr
     pinned = staging.pins()
     assert sorted(p.name for p in (tmp_path / "ds").glob("*.whl")) == [
@@ -50,7 +50,7 @@ def test_stage_wheels_from_a_local_folder_at_the_pinned_versions(local_wheels, t
 
 def test_stage_wheels_names_what_it_cannot_find(tmp_path):
     (tmp_path / "empty").mkdir()
-    done = build_kernel("--stage-wheels", tmp_path / "ds", "--find-links", tmp_path / "empty")
+    done = build_kernel("stage-wheels", tmp_path / "ds", "--find-links", tmp_path / "empty")
     assert done.returncode == 2 and "could not stage wheels segmentation-models-pytorch==" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -114,7 +114,7 @@ def test_stage_encoder_weights_offline_without_a_cache_says_so(tmp_path):
 
 def test_stage_models_makes_a_dataset_folder_and_a_model_instance(tmp_path, trained):
     (tmp_path / "inference.json").write_text("{}")
-    done = build_kernel("--stage-models", tmp_path / "ds", "--from", trained / "cls-tiny", trained / "seg-tiny",
+    done = build_kernel("stage-models", tmp_path / "ds", "--from", trained / "cls-tiny", trained / "seg-tiny",
                         "--inference-config", tmp_path / "inference.json", "--user", "alice",
                         "--model-instance", "{user}/steelkit/pyTorch/demo")
     assert done.returncode == 0, done.stderr
@@ -126,5 +126,5 @@ def test_stage_models_makes_a_dataset_folder_and_a_model_instance(tmp_path, trai
     instance = json.loads((out / "model-instance-metadata.json").read_text())
     assert (instance["ownerSlug"], instance["modelSlug"], instance["instanceSlug"]) == ("alice", "steelkit", "demo")
     assert instance["framework"] == "pyTorch" and instance["licenseName"]
-    done = build_kernel("--stage-models", tmp_path / "ds2", "--from", tmp_path)
+    done = build_kernel("stage-models", tmp_path / "ds2", "--from", tmp_path)
     assert done.returncode == 2 and "not a steelkit training output" in done.stderr
