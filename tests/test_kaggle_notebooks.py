@@ -43,7 +43,8 @@ def test_every_kernel_builds_a_valid_notebook_with_honest_metadata(built):
 
 
 def test_one_source_builds_several_kernels_with_their_parameters(built):
-    notebook = nbformat.read(built["steelkit-r0-train-cls-effb1-fold-2"] / "steelkit-r0-train-cls-effb1-fold-2.ipynb", 4)
+    slug = "steelkit-r0-train-cls-effb1-fold-2"
+    notebook = nbformat.read(built[slug] / f"{slug}.ipynb", 4)
     injected = [c.source for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "PRESET = 'cls-effb1'" in injected[0] and "FOLD = 2" in injected[0]
 

@@ -27,7 +27,7 @@ def test_plan_lists_every_gpu_kernel_once_after_what_it_attaches():
     assert hours["steelkit-r0-train-seg-fpn-effb3-fold-0"] == pytest.approx(seg.hours)
     assert hours["steelkit-r1-train-seg-fpn-effb3-fold-3"] < hours["steelkit-r0-train-seg-fpn-effb3-fold-3"]
     assert result["total"] == pytest.approx(sum(hours.values())) and result["weekly"] == 30
-    for slug, (start, end, _) in result["placed"].items():
+    for slug, (start, _, _) in result["placed"].items():
         for source in settings.dependencies(config, settings.find(config, slug)):
             assert result["placed"][source["slug"]][1] <= start + 1e-9
 
@@ -52,7 +52,7 @@ def test_the_weekly_schedule_never_exceeds_the_quota_it_was_given():
                        quota={"used": 0, "remaining": 6.0, "total": 6.0, "refresh": ""}, sessions=2)
     per_week = defaultdict(float)
     hours = {row["kernel"]["slug"]: row["hours"] for row in result["rows"]}
-    for slug, (start, end, week) in result["placed"].items():
+    for slug, (start, _, week) in result["placed"].items():
         per_week[week] += hours[slug]
         assert int(start // plan.WEEK_HOURS) == week
     assert max(per_week.values()) <= 6.0 + 1e-9 and len(per_week) >= result["total"] / 6.0
