@@ -169,6 +169,10 @@ def cmd_pseudo(args) -> int:
 def cmd_budget(args) -> int:
     from steelkit import budget, checkpoint
 
+    if args.train:
+        return training_budget(args)
+    if not args.segmenters:
+        raise ValueError("budget: give --segmenters (the submission's ensemble) or --train PRESET")
     paths = checkpoint.find_checkpoints((args.classifiers or []) + args.segmenters)
     if args.measure:
         models = [checkpoint.load_model(path) for path in paths]
@@ -179,6 +183,23 @@ def cmd_budget(args) -> int:
         result = budget.estimate(recipes, args.images, args.tta, gpus=args.gpus)
     print(result)
     return 1 if result.over_limit else 0
+
+
+def training_budget(args) -> int:
+    """One training kernel's time on Kaggle: estimated, or from steps measured on this machine's device."""
+    from steelkit import budget
+    from steelkit import recipe as recipes
+
+    recipe = recipes.override(recipes.preset(args.train), args.set)
+    valid = args.train_images // recipe.n_folds
+    measured = budget.measure_training(recipe, args.device) if args.measure else None
+    result = budget.estimate_training(recipe, args.train_images - valid + args.pseudo, valid, gpus=args.gpus,
+                                      measured=measured)
+    parts = result.parts()
+    cap = f"{budget.SESSION_HOURS:g}-hour session"
+    print(f"{result}\n" + (f"fits one Kaggle {cap}" if len(parts) == 1 else
+                           f"longer than a {cap}: {len(parts)} parts of {parts} epochs"))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,10 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda:0 or several, cuda:0,cuda:1 (default: every GPU, else cpu)")
     p.set_defaults(run=cmd_pseudo)
 
-    p = sub.add_parser("budget", help="the submission's run time on Kaggle: estimated, or measured here")
+    p = sub.add_parser("budget", help="the submission's (or a training kernel's) run time on Kaggle: estimated, "
+                                      "or measured here")
     p.add_argument("--classifiers", nargs="*", help="training outputs or checkpoints")
-    p.add_argument("--segmenters", nargs="+", required=True)
+    p.add_argument("--segmenters", nargs="+")
     p.add_argument("--images", type=int, default=5506, help="test images (default: today's 5,506)")
+    p.add_argument("--train", metavar="PRESET", help="a training kernel's time instead (with --set, --pseudo)")
+    p.add_argument("--train-images", type=int, default=12568, help="with --train: the train set (a fold validates "
+                   "1/n_folds)")
+    p.add_argument("--pseudo", type=int, default=0, help="with --train: pseudo-label rows added")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with --train: a recipe override")
     p.add_argument("--tta", type=int, default=3, help="TTA modes")
     p.add_argument("--gpus", type=int, default=2, help="with the estimate: GPUs sharing the ensemble")
     p.add_argument("--measure", action="store_true", help="time the models on this machine's device instead")

@@ -103,3 +103,10 @@ def test_measure_training_times_real_steps_here():
 def test_measure_loader_times_the_recipe_pipeline_on_real_sized_jpegs(mini):
     per_item = budget.measure_loader(preset("cls-tiny"), sorted((mini / "train_images").glob("*.jpg")), items=4)
     assert 0 < per_item < 5
+
+
+def test_the_command_line_estimates_a_training_kernel_and_its_parts():
+    done = subprocess.run([sys.executable, "-m", "steelkit", "budget", "--train", "seg-tiny", "--set", "epochs=900000",
+                           "--train-images", "1000"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("seg-tiny fold 0:") and "longer than a 12-hour session:" in done.stdout
