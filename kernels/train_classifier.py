@@ -13,12 +13,10 @@
 # attach it to the submission notebook. Re-running with `RESUME = True` on an attached earlier output
 # continues an interrupted run.
 
-# %%
+# %% tags=["parameters"]
 import time
 
-NOTEBOOK_STARTED = time.time()  # Kaggle's session cap counts from here
-
-# %% tags=["parameters"]
+NOTEBOOK_STARTED = time.time()  # the first line run: Kaggle's session cap counts from here
 PRESET = "cls-effb1"
 FOLD = 0
 OVERRIDES = []  # recipe overrides, "key=value"

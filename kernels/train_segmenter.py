@@ -13,12 +13,10 @@
 # this notebook's output: attach it to the submission notebook (and to a fine-tuning stage through
 # `init_checkpoint`).
 
-# %%
+# %% tags=["parameters"]
 import time
 
-NOTEBOOK_STARTED = time.time()  # Kaggle's session cap counts from here
-
-# %% tags=["parameters"]
+NOTEBOOK_STARTED = time.time()  # the first line run: Kaggle's session cap counts from here
 PRESET = "seg-fpn-effb3"
 FOLD = 0
 OVERRIDES = []  # recipe overrides, "key=value"

@@ -26,6 +26,7 @@ class FakeKaggle(http.server.BaseHTTPRequestHandler):
 
     received: list = []
     replies: dict = {}
+    quota: dict = {}
     statuses: dict = {}
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
@@ -35,6 +36,8 @@ class FakeKaggle(http.server.BaseHTTPRequestHandler):
             slug = body["slug"].split("/")[-1]
             reply = {"ref": f"/code/{body['slug']}", "url": f"http://localhost/code/{body['slug']}",
                      "versionNumber": 1, "error": "", **FakeKaggle.replies.get(slug, {})}
+        elif self.path.endswith("/GetAcceleratorQuotaStatistics"):
+            reply = FakeKaggle.quota
         elif self.path.endswith("/GetKernelSessionStatus"):
             queue = FakeKaggle.statuses.get(body["kernelSlug"], ["COMPLETE"])
             status = queue.pop(0) if len(queue) > 1 else queue[0]
@@ -54,7 +57,7 @@ class FakeKaggle(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def kaggle_api(tmp_path):
-    FakeKaggle.received, FakeKaggle.replies, FakeKaggle.statuses = [], {}, {}
+    FakeKaggle.received, FakeKaggle.replies, FakeKaggle.statuses, FakeKaggle.quota = [], {}, {}, {}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeKaggle)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_") and k.lower() not in
@@ -86,6 +89,8 @@ def test_every_kernel_is_pushed_in_dependency_order_with_honest_metadata(kaggle_
         for source in settings.dependencies(CONFIG, kernel):
             assert order.index(source["slug"]) < order.index(kernel["slug"])
     for path, request in FakeKaggle.received:
+        if not path.endswith("/SaveKernel"):
+            continue  # the quota, asked before GPU kernels are pushed
         slug = request["slug"].split("/")[-1]
         meta = json.loads((Path(kaggle_api["HOME"]) / "build" / slug / "kernel-metadata.json").read_text())
         assert path == "http://localhost/api/v1/kernels.KernelsApiService/SaveKernel"
@@ -134,3 +139,14 @@ def test_wait_stops_on_a_run_that_ends_in_error(kaggle_api):
     assert done.returncode == 1
     assert "alice/steelkit-demo-train-segmenter ended in ERROR: CUDA out of memory" in done.stderr
     assert "steelkit-demo-submission" not in _pushed()
+
+
+def test_gpu_kernels_the_weekly_quota_cannot_hold_are_refused(kaggle_api):
+    FakeKaggle.quota = {"quotaRefreshTime": "2026-12-05T00:00:00.000Z",
+                        "gpuQuota": {"timeUsed": "106200s", "totalTimeAllowed": "108000s"}}  # 0.5 h left
+    done = push(kaggle_api, "steelkit-r0-train-seg-unet-effb3-fold-0")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "need about 1.1 GPU hours" in done.stderr and "0.5 h left" in done.stderr and "2026-12-05" in done.stderr
+    assert _pushed() == []
+    done = push(kaggle_api, "--over-quota", "steelkit-r0-train-seg-unet-effb3-fold-0")
+    assert done.returncode == 0 and _pushed() == ["steelkit-r0-train-seg-unet-effb3-fold-0"]
