@@ -37,19 +37,28 @@ class SettingsError(ValueError):
     """kernels.json says something Kaggle would reject or that cannot be built."""
 
 
-def _fill(value, values: dict):
+def _strings(value, change):
+    """``value`` (strings, lists and dicts of them) with ``change`` applied to every string in it."""
     if isinstance(value, str):
-        for number in ("fold", "next", "round"):
-            if value == "{" + number + "}" and number in values:
-                return values[number]
-        for key, text in values.items():
-            value = value.replace("{" + key + "}", str(text))
-        return value
+        return change(value)
     if isinstance(value, list):
-        return [_fill(v, values) for v in value]
+        return [_strings(v, change) for v in value]
     if isinstance(value, dict):
-        return {k: _fill(v, values) for k, v in value.items()}
+        return {k: _strings(v, change) for k, v in value.items()}
     return value
+
+
+def _fill(value, values: dict):
+    """``value`` templated with ``values``; a string that is exactly "{fold}", "{next}" or "{round}" becomes
+    that number."""
+    def fill(text: str):
+        for number in ("fold", "next", "round"):
+            if text == "{" + number + "}" and number in values:
+                return values[number]
+        for key, replacement in values.items():
+            text = text.replace("{" + key + "}", str(replacement))
+        return text
+    return _strings(value, fill)
 
 
 def _encoder(preset_name: str) -> str:
@@ -137,18 +146,14 @@ def split_into_parts(kernel: dict, epochs: list[int]) -> list[dict]:
 
 def _renamed(value, renames: dict):
     """``value`` with references to a split kernel's slug pointed at its last part."""
-    if isinstance(value, str):
+    def rename(text: str) -> str:
         for old, new in renames.items():
-            if value == f"{{user}}/{old}" or value == old:
-                return value.replace(old, new)
-            if value.startswith(f"{old}/"):
-                return new + value[len(old):]
-        return value
-    if isinstance(value, list):
-        return [_renamed(v, renames) for v in value]
-    if isinstance(value, dict):
-        return {k: _renamed(v, renames) for k, v in value.items()}
-    return value
+            if text in (old, f"{{user}}/{old}"):
+                return text.replace(old, new)
+            if text.startswith(f"{old}/"):
+                return new + text[len(old):]
+        return text
+    return _strings(value, rename)
 
 
 def is_last_part(kernel: dict) -> bool:

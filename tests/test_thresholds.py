@@ -206,6 +206,12 @@ def brute_force_search(probs, truth, cls, grids):
     return cubes
 
 
+def grid_index(grids: dict, config: PostprocessConfig, k: int) -> tuple:
+    """Where class ``k``'s settings in ``config`` sit in the (pixel, component, label, total) grids."""
+    return (grids["pixel"].index(config.pixel_thresholds[k]), grids["min_component"].index(config.min_component_px[k]),
+            grids["label"].index(config.label_thresholds[k]), grids["min_total"].index(config.min_total_px[k]))
+
+
 def test_search_agrees_with_a_straightforward_full_resolution_search(tmp_path):
     probs, truth, cls = speckly_set(tmp_path, n=24)
     result = thresholds.search([tmp_path / "cls"], [tmp_path / "seg"], tmp_path / "data", splits=1)
@@ -214,9 +220,7 @@ def test_search_agrees_with_a_straightforward_full_resolution_search(tmp_path):
     grids = thresholds.search_grids(defaults)
     config = result["config"]
     for k, cube in enumerate(brute_force_search(probs, truth, cls, grids)):
-        chosen = (grids["pixel"].index(config.pixel_thresholds[k]),
-                  grids["min_component"].index(config.min_component_px[k]),
-                  grids["label"].index(config.label_thresholds[k]), grids["min_total"].index(config.min_total_px[k]))
+        chosen = grid_index(grids, config, k)
         assert cube[chosen] == pytest.approx(cube.max(), abs=1e-12), f"class {k + 1}"
         assert result["figures"].loc[k, "tuned"] == pytest.approx(cube.max(), abs=1e-12)
         seed = (grids["pixel"].index(0.55), grids["min_component"].index(150),

@@ -14,7 +14,7 @@ from steelkit.models import pad_to_multiple
 from steelkit.postprocess import PostprocessConfig, clean_mask
 from steelkit.predict import Ensemble, InferenceConfig
 from steelkit.recipe import override, preset
-from tests.test_thresholds import brute_force_search, speckly_set
+from tests.test_thresholds import brute_force_search, grid_index, speckly_set
 
 
 def test_the_search_reports_the_cv_it_would_score_at_its_chosen_settings(tmp_path):
@@ -67,9 +67,7 @@ def test_the_ensemble_tuning_equals_a_brute_force_search_on_the_averaged_maps(mi
     grids = thresholds.search_grids(PostprocessConfig())
     chosen = result["config"]
     for k, cube in enumerate(brute_force_search(probs, truth, cls, grids)):
-        at = (grids["pixel"].index(chosen.pixel_thresholds[k]),
-              grids["min_component"].index(chosen.min_component_px[k]),
-              grids["label"].index(chosen.label_thresholds[k]), grids["min_total"].index(chosen.min_total_px[k]))
+        at = grid_index(grids, chosen, k)
         assert cube[at] == pytest.approx(cube.max(), abs=1e-6), f"class {k + 1}"
     written = InferenceConfig.load(tmp_path / "inference.json")
     assert written.postprocess == chosen and written.tta == config.tta
