@@ -9,6 +9,9 @@ campaign's GPU hours, push.
     python build_kernel.py stage-models OUT --from DIR [DIR ...]   trained models as a dataset or a Kaggle Model
     python build_kernel.py plan [KERNEL ...]                       GPU hours, parts and weeks, before any push
     python build_kernel.py push [--wait] [KERNEL ...]              push in dependency order, failures are errors
+    python build_kernel.py status                                  kernels, GPU hours, quota, CV beside scores
+    python build_kernel.py fetch [KERNEL ...]                      completed outputs into runs/<slug>/, checked
+    python build_kernel.py submit [KERNEL] [-m MESSAGE]            submit, wait for the score, write the ledger
     python build_kernel.py demo [--out DIR]                        the whole chain on a synthetic competition
 
 Each has its own --help. Kernels are declared in kernels/kernels.json (a small matrix, with pseudo-label
@@ -24,7 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-from steelkit_kaggle import demo, notebooks, plan, push, rehearsal, settings, staging
+from steelkit_kaggle import campaign, demo, fetch, notebooks, plan, push, rehearsal, report, settings, staging, submit
 
 ROOT = Path(__file__).resolve().parent
 
@@ -37,14 +40,14 @@ def chosen(config: dict, names: list[str], gpu_only: bool = False) -> list[dict]
 
 
 def cmd_build(args) -> int:
-    config = plan.load()
+    config = plan.load(args.settings)
     for kernel in chosen(config, args.kernels):
         print(f"built {notebooks.build(kernel, config, args.user, args.out)}")
     return 0
 
 
 def cmd_run(args) -> int:
-    config = plan.load()
+    config = plan.load(args.settings)
     folder = notebooks.build(settings.find(config, args.kernel), config, args.user, args.out)
     result = rehearsal.run(folder, args.input)
     print(f"{folder.name}: ran offline in {result['seconds']:.0f} s; outputs in {result['working']}")
@@ -72,7 +75,7 @@ def cmd_stage_models(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    config = plan.load()
+    config = plan.load(args.settings)
     quota = {"used": 0.0, "remaining": args.quota_hours, "total": args.quota_hours, "refresh": ""} \
         if args.quota_hours else push.quota()
     result = plan.plan(config, chosen(config, args.kernels, gpu_only=True), quota, args.sessions)
@@ -81,17 +84,54 @@ def cmd_plan(args) -> int:
 
 
 def cmd_push(args) -> int:
-    config = plan.load()
+    config = plan.load(args.settings)
     order = settings.push_order(config, chosen(config, args.kernels))
-    needed = sum(plan.gpu_hours(kernel, config) for kernel in order)
+    force = {settings.find(config, name)["slug"] for name in args.force}
+    record = campaign.load(args.out)
+    needed = sum(plan.gpu_hours(kernel, config) for kernel in order
+                 if kernel["slug"] in force or not campaign.is_complete(record["kernels"].get(kernel["slug"], {})))
     quota = push.quota() if needed else None
     if quota and needed > quota["remaining"] and not args.over_quota:
         raise push.PushError(f"these kernels need about {needed:.1f} GPU hours and the weekly quota has "
                              f"{quota['remaining']:.1f} h left (it refreshes {quota['refresh'] or 'weekly'}); "
                              "push fewer kernels (see `plan`), wait, or --over-quota")
     built = [(kernel, notebooks.build(kernel, config, args.user, args.out)) for kernel in order]
-    attached = {source["slug"] for kernel in order for source in settings.dependencies(config, kernel)}
-    push.push(built, args.user, attached, wait=args.wait, poll_seconds=args.poll_seconds)
+    sources = {kernel["slug"]: [d["slug"] for d in settings.dependencies(config, kernel)] for kernel in order}
+    push.push(built, args.user, args.out, sources, wait=args.wait, poll_seconds=args.poll_seconds, force=force,
+              fetch_to=None if args.no_fetch else args.runs, stale_seconds=args.stale_minutes * 60)
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    config = plan.load(args.settings)
+    record = campaign.load(args.out)
+    names = args.kernels or [s for s, item in record["kernels"].items() if campaign.is_complete(item)]
+    if not names:
+        raise ValueError(f"no COMPLETE kernel in {args.out / campaign.RECORD}; name the kernels to fetch")
+    for name in names:
+        kernel = settings.find(config, name)
+        folder = fetch.fetch(kernel, args.user, args.runs)
+        item = campaign.entry(record, kernel["slug"])
+        if item:
+            item["fetched"] = str(folder)
+            campaign.save(args.out, record)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    config = plan.load(args.settings)
+    final = [k for k in config["kernels"] if k["source"] == "submission.py" and k["gpu"]][-1]
+    kernel = settings.find(config, args.kernel) if args.kernel else final
+    submit.submit(config, kernel, args.user, args.out, args.runs, args.message, wait=not args.no_wait,
+                  poll_seconds=args.poll_seconds, timeout_seconds=args.timeout_minutes * 60)
+    return 0
+
+
+def cmd_status(args) -> int:
+    config = plan.load(args.settings)
+    text = campaign.format_status(config, campaign.load(args.out), campaign.read_ledger(args.out), push.quota())
+    print(text)
+    print(f"page: {report.campaign_page(args.out / 'campaign.html', text, campaign.read_ledger(args.out))}")
     return 0
 
 
@@ -105,7 +145,9 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--user", default=os.environ.get("KAGGLE_USERNAME", ""),
                         help="Kaggle user (default $KAGGLE_USERNAME)")
-    common.add_argument("--out", type=Path, default=ROOT / "build", help="where the built kernels go")
+    common.add_argument("--out", type=Path, default=ROOT / "build",
+                        help="where the built kernels and the campaign record go")
+    common.add_argument("--settings", type=Path, default=settings.SETTINGS, help="the kernels matrix (kernels.json)")
 
     def add(name: str, run, help_text: str, parents=(common,)):
         p = sub.add_parser(name, help=help_text, description=help_text, parents=list(parents))
@@ -141,6 +183,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-seconds", type=float, default=60, help="seconds between status polls (default 60)")
     p.add_argument("--over-quota", action="store_true",
                    help="push even when `kaggle quota` says the week's GPU hours are not enough")
+    p.add_argument("--force", action="append", default=[], metavar="KERNEL",
+                   help="push this kernel again even if COMPLETE (repeat for several)")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs", help="with --wait: where outputs are fetched to")
+    p.add_argument("--no-fetch", action="store_true", help="with --wait: leave the outputs on Kaggle")
+    p.add_argument("--stale-minutes", type=float, default=30,
+                   help="how long an end state not seen running may stand before it is an error (default 30)")
+    p = add("status", cmd_status, "the campaign's kernels, GPU hours used, the quota, and every submission's local "
+            "CV beside its scores (also <out>/campaign.html)")
+    p = add("fetch", cmd_fetch, "download completed kernels' outputs into runs/<slug>/ and check their files")
+    p.add_argument("kernels", nargs="*", help="slugs or titles (default: every COMPLETE kernel in the record)")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs")
+    p = add("submit", cmd_submit, "submit a submission kernel's recorded COMPLETE version and wait for its score")
+    p.add_argument("kernel", nargs="?", help="a submission kernel (default: the final one)")
+    p.add_argument("-m", "--message", default="", help="default: the kernel, its version, members and local CV")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs")
+    p.add_argument("--no-wait", action="store_true", help="return once submitted")
+    p.add_argument("--poll-seconds", type=float, default=60)
+    p.add_argument("--timeout-minutes", type=float, default=180, help="stop waiting for the score after this")
     p = add("demo", cmd_demo, "the offline rehearsal of the demo chain on a synthetic competition",
             parents=())
     p.add_argument("--out", type=Path, help="default: demo-output/")
@@ -153,7 +213,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "user", None) == "":
-        if args.command in ("push", "stage-wheels", "stage-encoder-weights", "stage-models"):
+        if args.command in ("push", "fetch", "submit", "status", "stage-wheels", "stage-encoder-weights",
+                            "stage-models"):
             print("no --user or KAGGLE_USERNAME: ids use 'steelkit-user'", file=sys.stderr)
         args.user = "steelkit-user"
     try:

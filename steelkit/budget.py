@@ -20,14 +20,13 @@ warm-up, and extrapolate to the test set: a user with a GPU replaces the guess w
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
-
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from steelkit.models import build_model
+from importlib import metadata
+from pathlib import Path
 
 T4_TFLOPS = {"resnet": 9.8, "depthwise": 2.45}  # effective fp16 TFLOP/s per family on one T4 (see above)
 KAGGLE_GPUS = 2
@@ -74,16 +73,40 @@ class Estimate:
 _FLOPS: dict = {}
 
 
+def flops_cache() -> Path:
+    """Counted FLOPs kept between runs (counting needs smp and torch: seconds to import, for a number that
+    only changes with them): $XDG_CACHE_HOME/steelkit/flops.json, else ~/.cache/steelkit/flops.json."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "steelkit" / "flops.json"
+
+
 def model_flops(recipe, shape: tuple[int, int] = SHAPE) -> float:
     """Floating-point operations of one forward pass on one image of ``shape`` (counted on torch's meta
-    device: shapes only, no arithmetic, a fraction of a second)."""
-    key = (recipe.stage, recipe.arch, recipe.encoder, recipe.decoder_channels, recipe.head_pooling, tuple(shape))
+    device: shapes only, no arithmetic, a fraction of a second), remembered in ``flops_cache``."""
+    versions = [metadata.version(name) for name in ("torch", "segmentation-models-pytorch", "timm")]
+    key = json.dumps([recipe.stage, recipe.arch, recipe.encoder, list(recipe.decoder_channels), recipe.head_pooling,
+                      list(shape), versions])
+    if not _FLOPS:
+        try:
+            _FLOPS.update(json.loads(flops_cache().read_text()))
+        except (OSError, ValueError):
+            pass  # no cache yet, or an unreadable one: count again
     if key not in _FLOPS:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from steelkit.models import build_model
+
         model = build_model(recipe, load_weights=False).eval().to("meta")
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
             model(torch.zeros(1, 3, *shape, device="meta"))
         _FLOPS[key] = float(counter.get_total_flops())
+        try:
+            from steelkit import atomic
+
+            atomic.write_text(flops_cache(), json.dumps(_FLOPS, indent=1) + "\n")
+        except OSError:
+            pass  # a read-only home: the count is simply made again next time
     return _FLOPS[key]
 
 
@@ -111,17 +134,18 @@ def estimate(recipes, n_images: int, tta_modes: int = 3, tflops: float | None = 
                     how=f"estimated on {gpus} T4{'s' if gpus > 1 else ''}")
 
 
-@torch.no_grad()
 def measure(models, n_images: int, tta_modes: int = 3, batch_size: int = 8, device: str | None = None,
             shape: tuple[int, int] = SHAPE, repeats: int = 2) -> Estimate:
     """Time ``models`` ((model, stage) pairs, e.g. loaded checkpoints) on ``device``: one batch per TTA mode
     after a warm-up, extrapolated to ``n_images`` on this one device."""
+    import torch
+
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     images = torch.zeros(batch_size, 3, *shape, device=device)
     seconds: dict[str, float] = {}
     for model, stage in models:
         model = model.to(device).eval()
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
             model(images)  # warm-up: cudnn picks its kernels
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -225,7 +249,10 @@ def measure_training(recipe, device: str | None = None, steps: int = 3, shape: t
                      batch_size: int | None = None) -> dict:
     """Time real training steps (mixed precision on CUDA) of ``recipe``'s model on random crops, and
     full-image forwards, after a warm-up -> {"train_item", "valid_item"} seconds per item on this device."""
+    import torch
+
     from steelkit.losses import build_loss
+    from steelkit.models import build_model
     from steelkit.train import build_optimizer
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -256,8 +283,10 @@ def measure_training(recipe, device: str | None = None, steps: int = 3, shape: t
     return {"train_item": train_item, "valid_item": _timed(forward, steps, device) / len(full)}
 
 
-def _timed(work, repeats: int, device: torch.device) -> float:
+def _timed(work, repeats: int, device) -> float:
     """Seconds per call of ``work`` after one warm-up call (cudnn picks its kernels)."""
+    import torch
+
     work()
     if device.type == "cuda":
         torch.cuda.synchronize(device)

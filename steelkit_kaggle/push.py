@@ -2,10 +2,11 @@
 
 ``kaggle kernels push`` exits 0 when the server refused the push (``Kernel push error: ...``) and when
 it dropped sources (``The following are not valid dataset sources ...``): both are failures here, quoted.
-Kernels go in dependency order (after every kernel whose output they attach). With ``wait``, a kernel that
-others attach is polled with ``kaggle kernels status`` until COMPLETE before its dependents are pushed
+Kernels go in dependency order (after every kernel whose output they attach). With ``wait``, every kernel
+is polled with ``kaggle kernels status`` until the version pushed is COMPLETE before the next is pushed
 (Kaggle attaches a source's latest completed version: pushed earlier, a dependent would run without it);
-ERROR, CANCEL... stop the push with the failure message.
+ERROR, CANCEL... stop the push with the failure message. The campaign record (``campaign``) makes the same
+command resume an interrupted chain.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from steelkit_kaggle import campaign
 
 DONE, FAILED = "COMPLETE", ("ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED", "CANCELLED", "CANCELED")
 
@@ -38,8 +41,9 @@ def _run(args: list[str], timeout: int = 300) -> tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
-def push_one(folder: Path, kernel_id: str) -> str:
-    """Push one built folder; return the CLI's success line or raise PushError quoting it."""
+def push_one(folder: Path, kernel_id: str) -> tuple[str, int | None]:
+    """Push one built folder -> (the CLI's success line, the version it names); PushError quoting the CLI
+    on a refusal."""
     code, output = _run(["kernels", "push", "-p", str(folder)])
     lines = output.splitlines()
     refused = [line for line in lines if line.startswith("Kernel push error")
@@ -50,7 +54,8 @@ def push_one(folder: Path, kernel_id: str) -> str:
     success = [line for line in lines if "successfully pushed" in line]
     if not success:
         raise PushError(f"{kernel_id}: kaggle did not confirm the push; it said:\n  " + "\n  ".join(lines[-5:]))
-    return success[-1]
+    version = re.match(r"Kernel version (\d+) successfully pushed", success[-1])
+    return success[-1], int(version[1]) if version else None
 
 
 def status(kernel_id: str) -> tuple[str, str]:
@@ -64,33 +69,91 @@ def status(kernel_id: str) -> tuple[str, str]:
     return match[1], failure[1] if failure else ""
 
 
-def wait_for(kernel_id: str, poll_seconds: float = 60, timeout_seconds: float = 12 * 3600, echo=print) -> None:
-    """Poll until the kernel's run is COMPLETE; raise PushError on a failed or cancelled run."""
-    started, last = time.time(), None
+def wait_for(kernel_id: str, item: dict, save, poll_seconds: float = 60, timeout_seconds: float = 13 * 3600,
+             stale_seconds: float = 1800, echo=print) -> None:
+    """Poll until the version recorded in ``item`` is COMPLETE; PushError when it fails or is cancelled.
+
+    ``kaggle kernels status`` does not say which version a status belongs to, and right after a push it may
+    still report the previous version's session. So an end state (COMPLETE, ERROR...) is believed only once
+    this version has been seen QUEUED or RUNNING since its push (``item["seen_running"]``, kept in the
+    record across runs of this command). A kernel that keeps showing an end state without having been seen
+    running for ``stale_seconds`` is an error that says so: steelkit cannot tell, and will not guess."""
+    started, said = time.time(), None
     while True:
         state, failure = status(kernel_id)
-        if state != last:
-            echo(f"  {kernel_id}: {state}")
-            last = state
-        if state == DONE:
-            return
-        if state in FAILED:
-            raise PushError(f"{kernel_id} ended in {state}: {failure or 'no failure message'} "
-                            "(its dependents were not pushed)")
+        ended = state == DONE or state in FAILED
+        if ended and not item.get("seen_running"):
+            if said != "stale":
+                echo(f"  {kernel_id}: kaggle still reports {state}, which may be the previous version's: "
+                     f"waiting to see version {item.get('version', '?')} queued or running")
+                said = "stale"
+            if time.time() - started > stale_seconds:
+                raise PushError(f"{kernel_id}: for {stale_seconds / 60:.0f} min kaggle has reported {state} without "
+                                f"showing version {item.get('version', '?')} queued or running; the CLI cannot tell "
+                                "which version that status belongs to. Check the kernel's page: if the version ran, "
+                                "`push` again waits on; to run it anew, `push --force` it")
+        else:
+            if state != item.get("status") or said == "stale":
+                campaign.note_status(item, state)
+                if failure:
+                    item["failure"] = failure
+                save()
+                echo(f"  {kernel_id}: {state}")
+                said = state
+            if state == DONE:
+                return
+            if state in FAILED:
+                raise PushError(f"{kernel_id} ended in {state}: {failure or 'no failure message'} "
+                                "(its dependents were not pushed)")
         if time.time() - started > timeout_seconds:
-            raise PushError(f"{kernel_id}: still {state} after {timeout_seconds / 3600:.1f} h; stopped waiting")
+            raise PushError(f"{kernel_id}: still {state} after {timeout_seconds / 3600:.1f} h; stopped waiting "
+                            "(the same command waits on)")
         time.sleep(poll_seconds)
 
 
-def push(folders: list[tuple[dict, Path]], user: str, attached_by_others: set[str], wait: bool = False,
-         poll_seconds: float = 60, echo=print) -> None:
-    """Push (kernel, folder) pairs, already in dependency order; with ``wait``, wait for each kernel
-    in ``attached_by_others`` to complete before going on."""
-    for kernel, folder in folders:
-        kernel_id = f"{user}/{kernel['slug']}"
-        echo(f"{kernel_id}: {push_one(folder, kernel_id)}")
-        if wait and kernel["slug"] in attached_by_others:
-            wait_for(kernel_id, poll_seconds, echo=echo)
+def push(built: list[tuple[dict, Path]], user: str, record_dir: Path, sources: dict[str, list[str]],
+         wait: bool = False, poll_seconds: float = 60, force: tuple = (), fetch_to: Path | None = None,
+         stale_seconds: float = 1800, echo=print) -> None:
+    """Push (kernel, folder) pairs, already in dependency order, keeping the campaign record in
+    ``record_dir``. ``sources``: slug -> the slugs it attaches. A kernel whose recorded version has the same
+    hash and is COMPLETE is skipped; one still running is waited for, not pushed again; a changed one, one
+    in ``force`` and one whose sources were pushed again are pushed. With ``wait`` every kernel is waited
+    for (and its outputs fetched to ``fetch_to``) before the next."""
+    from steelkit_kaggle import fetch
+
+    record = campaign.load(record_dir)
+    save = lambda: campaign.save(record_dir, record)  # noqa: E731
+    renewed: set[str] = set()
+    for kernel, folder in built:
+        slug, kernel_id = kernel["slug"], f"{user}/{kernel['slug']}"
+        item, digest = campaign.entry(record, slug), campaign.pushed_hash(folder)
+        reason = ("forced" if slug in force else
+                  "not pushed before" if not item else
+                  "changed since version {}".format(item.get("version")) if item.get("hash") != digest else
+                  "a source was pushed again" if renewed & set(sources.get(slug, [])) else
+                  f"version {item.get('version')} ended in {item['status']}" if item.get("status") in FAILED else "")
+        if reason:
+            line, version = push_one(folder, kernel_id)
+            campaign.pushed(item, version, digest)
+            save()
+            renewed.add(slug)
+            echo(f"{kernel_id}: {line} ({reason})")
+            stale = [s for s in sources.get(slug, []) if s in renewed and not campaign.is_complete(
+                record["kernels"].get(s, {}))]
+            if stale and not wait:
+                echo(f"  note: it attaches {', '.join(stale)}, just pushed: Kaggle attaches their last completed "
+                     "version (push --wait waits for the new one first)")
+        elif campaign.is_complete(item, digest):
+            echo(f"{kernel_id}: version {item.get('version')} is COMPLETE and unchanged: not pushed again")
+        else:
+            echo(f"{kernel_id}: version {item.get('version')} was pushed before ({item.get('status')}): "
+                 + ("waiting for it" if wait else "not pushed again"))
+        if wait:
+            if not campaign.is_complete(item):
+                wait_for(kernel_id, item, save, poll_seconds, stale_seconds=stale_seconds, echo=echo)
+            if fetch_to is not None and not item.get("fetched"):
+                item["fetched"] = str(fetch.fetch(kernel, user, fetch_to, echo=echo))
+                save()
 
 
 QUOTA_HEADER = ["resource", "used", "remaining", "total", "refreshAt"]  # kaggle 2.2.4's `kaggle quota --csv`

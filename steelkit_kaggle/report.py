@@ -53,3 +53,19 @@ def write(out: Path, rounds: dict[str, dict], baseline: dict, curves: list[Path]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>steelkit rehearsal</title>"
             f"<style>{STYLE}</style><script>{CHECK}</script></head><body>{''.join(parts)}</body></html>")
     return atomic.write_text(out, page)
+
+
+def campaign_page(out: Path, status_text: str, ledger) -> Path:
+    """The campaign's page: every submission's local CV beside its public and private scores, per class CV,
+    and the kernels' states as ``status`` prints them."""
+    keys = ["time", "kernel", "version", "cv", "public", "private", "cv_class_1", "cv_class_2", "cv_class_3",
+            "cv_class_4", "status"]
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[k]) or '-')}</td>" for k in keys) + "</tr>"
+                   for _, row in ledger.iterrows())
+    head = "".join(f"<th>{html.escape(k.replace('_', ' ').replace('cv', 'local CV'))}</th>" for k in keys)
+    table = f"<table><tr>{head}</tr>{rows}</table>" if rows else "<p>No submissions yet.</p>"
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>steelkit campaign</title>"
+            f"<style>{STYLE}</style></head><body><h1>steelkit campaign</h1>"
+            f"<h2>Local CV against the leaderboard</h2>{table}<h2>Kernels</h2><pre>{html.escape(status_text)}</pre>"
+            "</body></html>")
+    return atomic.write_text(out, page)

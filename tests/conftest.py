@@ -32,3 +32,17 @@ def trained(mini, tmp_path_factory):
     for name in ("cls-tiny", "seg-tiny"):
         train.train(override(preset(name), ["epochs=1", "n_folds=3"]), mini, out / name, device="cpu")
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_home(tmp_path_factory):
+    """steelkit's caches (the budget's FLOP counts) in a folder of the test session, not the user's home."""
+    import os
+
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before

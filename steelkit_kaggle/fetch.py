@@ -1,0 +1,36 @@
+"""Outputs home: a completed kernel's output downloaded with ``kaggle kernels output OWNER/SLUG -p DIR -o``
+into ``runs/<slug>/``, and the files it must have written checked (``settings.outputs``). Training outputs
+land as ``runs/<slug>/<preset>-fold<k>/`` (``best.pt``, ``oof.npz``...), so ``steelkit thresholds``, ``budget``
+and the report read them as they read a local run. The CLI downloads the latest version's files only: fetch
+after that version completed (``push --wait`` does, kernel by kernel)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from steelkit_kaggle import push, settings
+
+
+def fetch(kernel: dict, user: str, runs: Path, echo=print) -> Path:
+    """Download ``kernel``'s output into ``runs/<slug>/`` (replaced whole) -> that folder; PushError quoting
+    the CLI when it fails, or naming every file the kernel should have written and did not."""
+    kernel_id, target = f"{user}/{kernel['slug']}", Path(runs) / kernel["slug"]
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    code, output = push._run(["kernels", "output", kernel_id, "-p", str(partial), "-o"], timeout=3600)
+    if code:
+        shutil.rmtree(partial, ignore_errors=True)
+        said = "\n  ".join(output.splitlines()[-5:])
+        raise push.PushError(f"{kernel_id}: cannot download its output; kaggle said:\n  {said}")
+    missing = [name for name in settings.outputs(kernel) if not (partial / name).is_file()]
+    if missing:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise push.PushError(f"{kernel_id}: its output lacks {', '.join(missing)} (a {Path(kernel['source']).stem} "
+                             "kernel writes them): the run did not finish its work; read its log on Kaggle")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    files = sum(1 for p in target.rglob("*") if p.is_file())
+    echo(f"  {kernel_id}: {files} output files in {target}")
+    return target
