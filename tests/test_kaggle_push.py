@@ -24,8 +24,8 @@ CONFIG = settings.load()
 class FakeKaggle(http.server.BaseHTTPRequestHandler):
     """Kaggle's API as far as the kaggle CLI 2.2.4 and its Python API need it here; requests arrive through it
     as a proxy. Each push makes a new version whose statuses are ``runs[slug]`` (default RUNNING, COMPLETE;
-    a first push keeps what a test put in ``statuses[slug]``); statuses are handed out in turn, the last one repeated. The
-    output of a kernel is the files it must write (less ``missing[slug]``, plus ``extra[slug]``); code
+    a first push keeps what a test put in ``statuses[slug]``); statuses are handed out in turn, the last one
+    repeated. The output of a kernel is the files it must write (less ``missing[slug]``, plus ``extra[slug]``); code
     submissions get refs, and the submissions list goes through ``scoring`` (default PENDING, COMPLETE)."""
 
     received: list = []
