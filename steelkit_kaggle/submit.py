@@ -102,8 +102,12 @@ def submit(config: dict, kernel: dict, user: str, record_dir: Path, runs: Path, 
     used = json.loads((output / "submission.inference.json").read_text()).get("postprocess", {}) \
         if (output / "submission.inference.json").is_file() else {}
     ensemble = members(config, kernel, runs)
-    message = message or (f"steelkit {slug} v{item['version']}: {len(ensemble)} models"
-                          + (f", local CV {cv['mean']:.5f}" if cv else ", no local CV"))
+    counts: dict[str, int] = {}
+    for member in ensemble:
+        counts[member.split("/")[0]] = counts.get(member.split("/")[0], 0) + 1
+    named = ", ".join(f"{n} x {preset}" if n > 1 else preset for preset, n in counts.items()) or "no members found"
+    message = message or (f"steelkit {slug} v{item['version']}: {named}"
+                          + (f"; local CV {cv['mean']:.5f}" if cv else "; no local CV"))
     answer = _api("submit", file="submission.csv", message=message, competition=config["competition"],
                   kernel=f"{user}/{slug}", version=item["version"])
     if not answer.get("ref"):

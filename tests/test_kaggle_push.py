@@ -320,7 +320,7 @@ def test_submit_waits_for_the_score_and_writes_the_ledger_with_the_local_cv(kagg
     sent = FakeKaggle.submitted[0]
     assert sent["kernelSlug"] == slug and sent["kernelVersion"] == 2
     assert sent["competitionName"] == paths.COMPETITION_SLUG
-    assert "local CV 0.87654" in sent["description"] and f"{slug} v2" in sent["description"]
+    assert sent["description"] == f"steelkit {slug} v2: cls-tiny, seg-tiny; local CV 0.87654"
     ledger = pd.read_csv(Path(kaggle_api["HOME"]) / "build" / "submissions.csv", dtype=str, keep_default_na=False)
     row = ledger.iloc[0]
     assert (row["ref"], row["version"], row["status"], row["public"], row["private"], row["cv"]) == \
@@ -337,3 +337,18 @@ def test_submit_waits_for_the_score_and_writes_the_ledger_with_the_local_cv(kagg
     assert f"{slug:<46} COMPLETE" in status.stdout
     page = (Path(kaggle_api["HOME"]) / "build" / "campaign.html").read_text()
     assert "Local CV against the leaderboard" in page and "0.91234" in page and "0.87654" in page
+
+
+def test_a_changed_submissions_format_is_an_error_not_a_wrong_score(monkeypatch):
+    from steelkit_kaggle import push as push_module
+    from steelkit_kaggle import submit
+
+    header = ",".join(submit.SUBMISSIONS_HEADER)
+    monkeypatch.setattr(push_module, "_run", lambda args, timeout=0: (0, f"{header}\n7,submission.csv,2026-12-01,m,"
+                                                                         "SubmissionStatus.COMPLETE,0.9,0.8"))
+    assert submit.submissions("c")[0] == {"ref": "7", "fileName": "submission.csv", "date": "2026-12-01",
+                                          "description": "m", "status": "COMPLETE", "publicScore": "0.9",
+                                          "privateScore": "0.8"}
+    monkeypatch.setattr(push_module, "_run", lambda args, timeout=0: (0, "ref,date,score\n7,2026-12-01,0.9"))
+    with pytest.raises(push_module.PushError, match="its format changed"):
+        submit.submissions("c")
