@@ -111,3 +111,28 @@ def test_build_kernel_run_names_a_bad_kernel_without_a_traceback(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no kernel 'nope' in kernels/kernels.json" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_tuning_notebook_writes_the_ensembles_inference_config_and_local_cv(mini, trained, wheels_dataset,
+                                                                                  tmp_path):
+    from steelkit.predict import InferenceConfig
+
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    (inputs / paths.COMPETITION_SLUG).symlink_to(mini)
+    rehearsal.attach(inputs, "steelkit-wheels", wheels_dataset, "slug", "datasets", "alice")
+    rehearsal.attach(inputs, "steelkit-r0-train-models", trained, "slug", "notebooks", "alice")
+    kernel = _kernel("steelkit-r0-tune-thresholds", TTA=["none", "hflip"], BATCH_SIZE=4)
+    printed = []
+    result = rehearsal.run(notebooks.build(kernel, CONFIG, "alice", tmp_path / "build"), inputs,
+                           progress=printed.append)
+    working = result["working"]
+    assert "1 classifiers, 1 segmenters" in "".join(printed)
+    assert "out-of-fold mean Dice (local CV)" in "".join(printed)
+    config = InferenceConfig.load(working / "inference.json")
+    assert config.tta == ("none", "hflip")
+    cv = json.loads((working / "cv.json").read_text())
+    assert 0 <= cv["mean"] <= 1 and cv["images"] == 8
+    assert (working / "thresholds.png").is_file() and (working / "ensemble" / "oof.npz").is_file()
+    assert set(settings.outputs(settings.find(CONFIG, "steelkit-r0-tune-thresholds"))) <= \
+        {p.name for p in working.iterdir()}
