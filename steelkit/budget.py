@@ -21,7 +21,6 @@ warm-up, and extrapolate to the test set: a user with a GPU replaces the guess w
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -315,7 +314,3 @@ def measure_loader(recipe, image_paths: list, items: int = 32) -> float:
         dataset[i % len(dataset)]
     return (time.perf_counter() - started) / items
 
-
-def hours_label(hours: float) -> str:
-    """'3.2 h' or '45 min'."""
-    return f"{hours:.1f} h" if hours >= 1 else f"{math.ceil(hours * 60)} min"
