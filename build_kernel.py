@@ -98,7 +98,8 @@ def cmd_push(args) -> int:
     built = [(kernel, notebooks.build(kernel, config, args.user, args.out)) for kernel in order]
     sources = {kernel["slug"]: [d["slug"] for d in settings.dependencies(config, kernel)] for kernel in order}
     push.push(built, args.user, args.out, sources, wait=args.wait, poll_seconds=args.poll_seconds, force=force,
-              fetch_to=None if args.no_fetch else args.runs, stale_seconds=args.stale_minutes * 60)
+              fetch_to=None if args.no_fetch else args.runs, stale_seconds=args.stale_minutes * 60,
+              confirmed={settings.find(config, name)["slug"] for name in args.confirm})
     return 0
 
 
@@ -185,6 +186,8 @@ def parser() -> argparse.ArgumentParser:
                    help="push even when `kaggle quota` says the week's GPU hours are not enough")
     p.add_argument("--force", action="append", default=[], metavar="KERNEL",
                    help="push this kernel again even if COMPLETE (repeat for several)")
+    p.add_argument("--confirm", action="append", default=[], metavar="KERNEL",
+                   help="believe this kernel's end state: its recorded version was seen to run on Kaggle's page")
     p.add_argument("--runs", type=Path, default=ROOT / "runs", help="with --wait: where outputs are fetched to")
     p.add_argument("--no-fetch", action="store_true", help="with --wait: leave the outputs on Kaggle")
     p.add_argument("--stale-minutes", type=float, default=30,

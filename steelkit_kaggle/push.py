@@ -90,8 +90,9 @@ def wait_for(kernel_id: str, item: dict, save, poll_seconds: float = 60, timeout
             if time.time() - started > stale_seconds:
                 raise PushError(f"{kernel_id}: for {stale_seconds / 60:.0f} min kaggle has reported {state} without "
                                 f"showing version {item.get('version', '?')} queued or running; the CLI cannot tell "
-                                "which version that status belongs to. Check the kernel's page: if the version ran, "
-                                "`push` again waits on; to run it anew, `push --force` it")
+                                "which version that status belongs to. Check the kernel's page: if version "
+                                f"{item.get('version', '?')} ran, `push --confirm {kernel_id.split('/')[-1]}` "
+                                "believes it; to run it anew, `push --force` it")
         else:
             if state != item.get("status") or said == "stale":
                 campaign.note_status(item, state)
@@ -113,12 +114,14 @@ def wait_for(kernel_id: str, item: dict, save, poll_seconds: float = 60, timeout
 
 def push(built: list[tuple[dict, Path]], user: str, record_dir: Path, sources: dict[str, list[str]],
          wait: bool = False, poll_seconds: float = 60, force: tuple = (), fetch_to: Path | None = None,
-         stale_seconds: float = 1800, echo=print) -> None:
+         stale_seconds: float = 1800, confirmed: tuple = (), echo=print) -> None:
     """Push (kernel, folder) pairs, already in dependency order, keeping the campaign record in
     ``record_dir``. ``sources``: slug -> the slugs it attaches. A kernel whose recorded version has the same
     hash and is COMPLETE is skipped; one still running is waited for, not pushed again; a changed one, one
     in ``force`` and one whose sources were pushed again are pushed. With ``wait`` every kernel is waited
-    for (and its outputs fetched to ``fetch_to``) before the next."""
+    for (and its outputs fetched to ``fetch_to``) before the next. ``confirmed``: kernels whose recorded
+    version the user saw run on Kaggle's page, so that its end state is believed though it was never seen
+    running from here."""
     from steelkit_kaggle import fetch
 
     record = campaign.load(record_dir)
@@ -148,6 +151,9 @@ def push(built: list[tuple[dict, Path]], user: str, record_dir: Path, sources: d
         else:
             echo(f"{kernel_id}: version {item.get('version')} was pushed before ({item.get('status')}): "
                  + ("waiting for it" if wait else "not pushed again"))
+        if slug in confirmed and not reason and item:
+            item["seen_running"] = True
+            save()
         if wait:
             if not campaign.is_complete(item):
                 wait_for(kernel_id, item, save, poll_seconds, stale_seconds=stale_seconds, echo=echo)

@@ -247,6 +247,10 @@ def test_a_complete_status_never_seen_running_is_said_not_guessed(kaggle_api):
     done = push(kaggle_api, "--wait", "--stale-minutes", "0.002", *CHAIN)
     assert done.returncode == 1 and "the CLI cannot tell which version that status belongs to" in done.stderr
     assert _pushed() == [CHAIN[0]]
+    assert f"push --confirm {CHAIN[0]}" in done.stderr
+    confirmed = push(kaggle_api, "--wait", "--confirm", CHAIN[0], CHAIN[0])
+    assert confirmed.returncode == 0 and _pushed() == [CHAIN[0]], confirmed.stdout + confirmed.stderr
+    assert _record(kaggle_api)[CHAIN[0]]["status"] == "COMPLETE"
 
 
 def test_an_interrupted_chain_resumes_without_pushing_a_complete_kernel_twice(kaggle_api, tmp_path):
