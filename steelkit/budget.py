@@ -300,14 +300,14 @@ def _timed(work, repeats: int, device) -> float:
 def measure_loader(recipe, image_paths: list, items: int = 32) -> float:
     """One core's seconds per training item of ``recipe``'s input pipeline (decode, transforms, tensor) on
     ``image_paths`` (real-sized JPEGs), with empty labels: what ``LOADER_SECONDS`` assumes."""
-    from steelkit.augment import train_transform
+    from steelkit.augment import train_augment
     from steelkit.competition import agreed_shape, grayscale_is_exact
     from steelkit.datasets import Sample, SteelDataset
 
     paths = list(image_paths)[:items]
     shape = agreed_shape(paths, "images")
-    dataset = SteelDataset([Sample(p, ("", "", "", "")) for p in paths], shape, train_transform(recipe, shape),
-                           grayscale_is_exact(paths))
+    dataset = SteelDataset([Sample(p, ("", "", "", "")) for p in paths], shape, train_augment(recipe, shape),
+                           grayscale_is_exact(paths), seed=recipe.seed)
     dataset[0]
     started = time.perf_counter()
     for i in range(items):

@@ -138,12 +138,9 @@ def decode_row(rles, shape: tuple[int, int]) -> np.ndarray:
     return np.stack([rle_lib.decode(r, shape) for r in rles])
 
 
-def read_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 RGB; a missing or unreadable file raises naming it.
-
-    ``grayscale``: decode the luma alone and replicate it to three channels, cheaper than a colour decode
-    and identical to it on the competition's images (grayscale content stored in three channels); use it
-    where ``grayscale_is_exact`` says so."""
+def decode_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
+    """Read an image as uint8 (H, W, 1) luma (``grayscale``: cheaper, and exact on the competition's images
+    where ``grayscale_is_exact`` says so) or (H, W, 3) RGB; a missing or unreadable file raises naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path}: no such file")
@@ -151,7 +148,14 @@ def read_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise ValueError(f"image {path}: not a readable image ({data.size} bytes)")
-    return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if grayscale else cv2.COLOR_BGR2RGB)
+    return image[:, :, None] if grayscale else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB (``grayscale``: the luma decode replicated), for pictures and
+    checks; the model's pipeline keeps ``decode_image``'s single channel."""
+    image = decode_image(path, grayscale)
+    return np.repeat(image, 3, axis=2) if grayscale else image
 
 
 def grayscale_is_exact(paths, sample: int = 8) -> bool:

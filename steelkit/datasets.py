@@ -1,7 +1,10 @@
 """Torch datasets over the canonical table: training rows (with pseudo-label rows), and test images.
 
-Items are dicts of tensors: ``image`` (3, H, W) float32 normalised, ``mask`` (4, H, W) uint8 in {0, 1},
-``labels`` (4,) uint8 presence derived from the (augmented, cropped) mask, ``pseudo`` bool, ``index``.
+Items are dicts of tensors: ``image`` (H, W, C) uint8 (C = 1 for grayscale images; ``model_input`` makes the
+model's input on the device), ``mask`` (4, H, W) uint8 in {0, 1}, ``labels`` (4,) uint8 presence derived
+from the (augmented, cropped) mask, ``pseudo`` bool, ``index``. A training dataset is indexed by
+``(epoch, index)`` keys (``EpochSampler``): the item's augmentation is drawn from that key and the recipe's
+seed alone.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from steelkit import augment as augment_lib
 from steelkit import rle as rle_lib
-from steelkit.competition import RLE_COLUMNS, decode_row, read_image
+from steelkit.competition import RLE_COLUMNS, decode_image
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def check_images(paths: list[Path], shape: tuple[int, int], workers: int = 4, gr
     sized ones."""
     def problem(path: Path) -> str | None:
         try:
-            found = read_image(path, grayscale).shape[:2]
+            found = decode_image(path, grayscale).shape[:2]
         except (OSError, ValueError) as error:
             return str(error)
         return None if found == tuple(shape) else f"image {path}: {found[0]}x{found[1]}, expected {shape[0]}x{shape[1]}"
@@ -74,31 +78,63 @@ def check_labels(samples: list[Sample], shape: tuple[int, int]) -> None:
 
 
 class SteelDataset(Dataset):
-    """Training or validation items from Samples, through an albumentations pipeline."""
+    """Training (``augment`` given: crops drawn per ``(epoch, index)`` key) or validation (the full image)
+    items from Samples; images from ``cache`` (``steelkit.imagecache``) where given, else decoded."""
 
-    def __init__(self, samples: list[Sample], shape: tuple[int, int], transform, grayscale: bool = False):
-        self.samples, self.shape, self.transform, self.grayscale = samples, tuple(shape), transform, grayscale
+    def __init__(self, samples: list[Sample], shape: tuple[int, int], augment: augment_lib.Augment | None = None,
+                 grayscale: bool = False, cache=None, seed: int = 0):
+        self.samples, self.shape, self.augment, self.grayscale = samples, tuple(shape), augment, grayscale
+        self.cache, self.seed = cache, seed
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict:
+    def image(self, index: int) -> np.ndarray:
+        path = self.samples[index].image_path
+        return self.cache.read(path) if self.cache is not None else decode_image(path, self.grayscale)
+
+    def __getitem__(self, key) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         sample = self.samples[index]
-        image = read_image(sample.image_path, self.grayscale)
-        mask = np.moveaxis(decode_row(sample.rles, self.shape), 0, -1)  # (H, W, 4) for albumentations
-        out = self.transform(image=image, mask=mask)
-        # uint8 until the device: a quarter of the bytes to copy; the loss makes it float there
-        mask = torch.from_numpy(np.ascontiguousarray(out["mask"].transpose(2, 0, 1)))
-        return {"image": torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1))),
-                "mask": mask, "labels": mask.amax(dim=(1, 2)), "pseudo": sample.pseudo, "index": index}
+        image = self.image(index)
+        if self.augment is None:
+            mask = augment_lib.full_mask(sample.rles, self.shape)
+        else:
+            rng = np.random.default_rng((self.seed, epoch, index))
+            draw = augment_lib.draw(self.augment, self.shape, rng)
+            image, mask = augment_lib.crop_item(image, sample.rles, self.shape, self.augment.crop, draw)
+        mask = torch.from_numpy(mask)
+        return {"image": torch.from_numpy(np.ascontiguousarray(image)), "mask": mask,
+                "labels": mask.amax(dim=(1, 2)), "pseudo": sample.pseudo, "index": index}
+
+
+class EpochSampler(Sampler):
+    """This rank's share of the epoch's shuffled indices, as ``(epoch, index)`` keys: DistributedSampler's
+    order (the recipe's seed and the epoch; every rank its own images, one process all of them), made once
+    for a loader whose workers persist across epochs; ``set_epoch`` before each."""
+
+    def __init__(self, dataset: Dataset, seed: int, rank: int = 0, world_size: int = 1):
+        self.order = DistributedSampler(dataset, world_size, rank, shuffle=True, seed=seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, index) for index in self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
 
 
 class TestImages(Dataset):
-    """Test images for prediction. An unreadable image gives a zero image and its error, not an exception,
-    so that one bad file cannot sink a whole run: ``ok`` False and ``error`` say what happened."""
+    """Test images for prediction, (H, W, C) uint8 as decoded. An unreadable image gives a zero image and its
+    error, not an exception, so that one bad file cannot sink a whole run: ``ok`` False and ``error`` say
+    what happened."""
 
-    def __init__(self, paths: list[Path], shape: tuple[int, int], transform, grayscale: bool = False):
-        self.paths, self.shape, self.transform, self.grayscale = list(paths), tuple(shape), transform, grayscale
+    def __init__(self, paths: list[Path], shape: tuple[int, int], grayscale: bool = False):
+        self.paths, self.shape, self.grayscale = list(paths), tuple(shape), grayscale
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -106,23 +142,26 @@ class TestImages(Dataset):
     def __getitem__(self, index: int) -> dict:
         error = ""
         try:
-            image = read_image(self.paths[index], self.grayscale)
+            image = decode_image(self.paths[index], self.grayscale)
             if image.shape[:2] != self.shape:
                 raise ValueError(f"image {self.paths[index]}: {image.shape[0]}x{image.shape[1]}, "
                                  f"expected {self.shape[0]}x{self.shape[1]}")
         except (OSError, ValueError) as failure:
             error = str(failure)
-            image = np.zeros((*self.shape, 3), dtype=np.uint8)
-        image = self.transform(image=image)["image"]
-        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "index": index,
-                "ok": not error, "error": error}
+            image = np.zeros((*self.shape, 1 if self.grayscale else 3), dtype=np.uint8)
+        return {"image": torch.from_numpy(image), "index": index, "ok": not error, "error": error}
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """Reseed each DataLoader worker's albumentations pipeline (2.0.8 does not do it: every worker
-    would draw the same augmentations) from torch's per-worker seed, so runs stay reproducible."""
-    cv2.setNumThreads(0)  # the workers are the parallelism: OpenCV's own threads would oversubscribe the cores
-    info = get_worker_info()
-    transform = getattr(info.dataset, "transform", None) if info else None
-    if transform is not None and hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(torch.initial_seed() % 2**32)
+    """The workers are the parallelism: OpenCV's own threads inside them would oversubscribe the cores.
+    (Augmentations draw from each item's own stream: nothing to reseed.)"""
+    cv2.setNumThreads(0)
+
+
+def loader_workers(requested: int, world_size: int = 1) -> int:
+    """DataLoader workers per process: ``requested``, or for -1 the cores this process may use shared by
+    the ``world_size`` processes (Kaggle's 4 cores, 2 DDP processes: 2 each)."""
+    if requested >= 0:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // world_size)

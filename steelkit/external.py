@@ -4,7 +4,7 @@ Unets were such), each described by a JSON sidecar beside it (``<name>.pt`` + ``
     {"format": "torchscript", "stage": "segmenter" | "classifier", "output": "logits" | "probabilities",
      "channels": 3 | 1, "mean": [...], "std": [...], "max_pixel_value": 255}
 
-A member gets the same images as steelkit's own models (``augment.eval_transform``: ImageNet
+A member gets the same images as steelkit's own models (``steelkit.model_input``: ImageNet
 normalisation); ``Member`` turns them into the member's own input (its normalisation and channel count)
 and its output into logits, so that TTA and averaging treat it like any other model. Loading runs
 ``torch.jit.load``: attach only TorchScript files you trust.
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from steelkit.augment import IMAGENET_MEAN, IMAGENET_STD
+from steelkit.model_input import IMAGENET_MEAN, IMAGENET_STD
 
 STAGES, OUTPUTS = ("classifier", "segmenter"), ("logits", "probabilities")
 

@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from steelkit import atomic, checkpoint, external, pseudo, submission, tta
 from steelkit import rle as rle_lib
-from steelkit.augment import eval_transform
 from steelkit.competition import RLE_COLUMNS, agreed_shape, grayscale_is_exact, read_table
-from steelkit.datasets import TestImages
+from steelkit.datasets import TestImages, loader_workers, worker_init_fn
+from steelkit.model_input import model_input
 from steelkit.models import pad_to_multiple
 from steelkit.postprocess import PostprocessConfig, clean_classes
 
@@ -37,7 +37,7 @@ class InferenceConfig:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     tta: tuple[str, ...] = ("none", "hflip", "vflip")
     batch_size: int = 8
-    num_workers: int = 2
+    num_workers: int = -1  # -1 = the cores present
     amp: bool = True  # on CUDA only
     pseudo_high: float = 0.95
     pseudo_low: float = 0.05
@@ -47,8 +47,9 @@ class InferenceConfig:
         if not 0 <= self.pseudo_low <= self.pseudo_high <= 1:
             raise ValueError(f"pseudo_low {self.pseudo_low} and pseudo_high {self.pseudo_high}: expected "
                              "0 <= pseudo_low <= pseudo_high <= 1")
-        if self.batch_size < 1 or self.num_workers < 0:
-            raise ValueError(f"batch_size {self.batch_size} (at least 1), num_workers {self.num_workers} (0 or more)")
+        if self.batch_size < 1 or self.num_workers < -1:
+            raise ValueError(f"batch_size {self.batch_size} (at least 1), num_workers {self.num_workers} "
+                             "(-1: from the cores, or 0 or more)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -126,17 +127,20 @@ class Ensemble:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, modes, amp: bool) -> torch.Tensor:
-        """(N, 3, H, W) images on any device -> mean probabilities over models and TTA, on the first device."""
+        """uint8 (N, H, W, C) images on any device -> mean probabilities over models and TTA, on the first
+        device: (N, 4, H, W) for segmenters, (N, 4) for classifiers. Each device gets the uint8 batch and
+        makes the models' input itself (``model_input``), padded to a multiple of 32."""
         copies = {}
         for device in {d for _, d in self.models}:
-            moved = images.to(device, non_blocking=True)
-            copies[device] = moved.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else moved
+            padded, (height, width) = pad_to_multiple(model_input(images, device))
+            copies[device] = padded.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else padded
         outputs = []  # every model launched before any result is gathered: the devices work side by side
         for model, device in self.models:
             with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
                 outputs.append(tta.predict(model, copies[device], modes, spatial=self.spatial))
         first = self.devices[0]
-        return sum(output.to(first) for output in outputs) / len(outputs)
+        mean = sum(output.to(first) for output in outputs) / len(outputs)
+        return mean[..., :height, :width] if self.spatial else mean
 
     def names(self) -> list[str]:
         return [f"{p.parent.name}/{p.name}" for p in self.paths]
@@ -184,14 +188,15 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
     models = ";".join((classify.names() if classify else []) + segment.names())
 
     test_paths = [data_dir / "test_images" / i for i in image_ids]
-    dataset = TestImages(test_paths, shape, eval_transform(), grayscale_is_exact(test_paths))
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers,
-                        pin_memory=devices[0].type == "cuda")
+    dataset = TestImages(test_paths, shape, grayscale_is_exact(test_paths))
+    workers = loader_workers(config.num_workers)
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=workers, worker_init_fn=worker_init_fn,
+                        pin_memory=devices[0].type == "cuda", prefetch_factor=4 if workers else None)
     rows, pseudo_rows, failed = [], [], []
     steady_heap()
     for batch in tqdm(loader, desc="predict", unit="batch"):
-        images, (height, width) = pad_to_multiple(batch["image"])
-        seg_probs = segment(images, config.tta, config.amp)[..., :height, :width].cpu().numpy()
+        images = batch["image"]
+        seg_probs = segment(images, config.tta, config.amp).cpu().numpy()
         cls_probs = (classify(images, config.tta, config.amp).cpu().numpy() if classify
                      else np.ones((len(images), 4), dtype=np.float32))
         for j, index in enumerate(batch["index"].tolist()):

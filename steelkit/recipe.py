@@ -55,7 +55,8 @@ class Recipe:
     folds_seed: int = 42
     folds_file: str = ""  # the folds CSV trained on; "" = <data>/folds.csv, else <out>/folds.csv, else made there
     seed: int = 0
-    num_workers: int = 2
+    num_workers: int = -1  # DataLoader workers per process; -1 = the cores present shared by the processes
+    image_cache: str = "auto"  # decoded images in RAM: "auto" (where they fit), "on", "off" (steelkit.imagecache)
     val_batch_size: int = 4
     amp: bool = True  # mixed precision, on CUDA only
     channels_last: bool = True  # on CUDA only
@@ -74,6 +75,8 @@ class Recipe:
             (0 <= self.fold < self.n_folds, f"fold {self.fold} outside 0..{self.n_folds - 1}"),
             (len(self.pos_weight) in (0, 4), f"pos_weight {self.pos_weight}: four values or none"),
             (self.oof_scale >= 1, f"oof_scale {self.oof_scale}: at least 1"),
+            (self.num_workers >= -1, f"num_workers {self.num_workers}: -1 (from the cores) or 0 and more"),
+            (self.image_cache in ("auto", "on", "off"), f"image_cache {self.image_cache!r}: auto, on or off"),
             (self.stage == "segmenter" or self.arch == "Classifier",
              f"arch {self.arch!r}: a classifier's arch is 'Classifier'"),
         ]

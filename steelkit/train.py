@@ -10,9 +10,15 @@ Several processes (DDP): the effective batch is the recipe's whatever their numb
 The learning rate is a function of the fraction of the run done (epoch + step / steps per epoch), not of
 a stored step count, so a run resumed with another number of processes keeps the schedule's shape.
 
-Randomness: each epoch reseeds every source from (seed, epoch, rank): each rank draws its own
-augmentation and dropout streams, reproducible from the seed, and a resumed run ends with the same
-weights as an uninterrupted one. No RNG state is stored, so ``last.pt`` resumes on any number of GPUs.
+Randomness: each epoch reseeds torch's, numpy's and Python's sources from (seed, epoch, rank) (dropout), the
+shuffle follows (seed, epoch), and every item draws its augmentation from (seed, epoch, index) alone
+(``steelkit.augment``): reproducible from the seed whatever the number of workers, and a resumed run ends
+with the same weights as an uninterrupted one. No RNG state is stored, so ``last.pt`` resumes on any number
+of GPUs.
+
+Input: the loaders are made once (their workers persist), batches travel as uint8 and become the model's
+input on the device (``steelkit.model_input``); the decoded images are cached in RAM
+(``steelkit.imagecache``) where they fit.
 """
 
 from __future__ import annotations
@@ -29,14 +35,23 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from steelkit import atomic, checkpoint, distributed, folds, timelimit, validation
-from steelkit.augment import eval_transform, train_transform
+from steelkit import atomic, checkpoint, distributed, folds, imagecache, timelimit, validation
+from steelkit.augment import train_augment
 from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
-from steelkit.datasets import SteelDataset, check_images, check_labels, samples_from_table, worker_init_fn
+from steelkit.datasets import (
+    EpochSampler,
+    SteelDataset,
+    check_images,
+    check_labels,
+    loader_workers,
+    samples_from_table,
+    worker_init_fn,
+)
 from steelkit.losses import build_loss
+from steelkit.model_input import model_input
 from steelkit.models import build_model, freeze_unused
 from steelkit.recipe import Recipe
 
@@ -45,7 +60,7 @@ from steelkit.recipe import Recipe
 # batching, and the folds file's path (it moves with its folder, e.g. a Kaggle output attached elsewhere;
 # the folds it holds are checked against n_folds and folds_seed, which may not change). Anything else would
 # make the resumed run a different run than its recipe.json says.
-RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "folds_file")
+RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "folds_file", "image_cache")
 
 
 def check_resumable(saved: Recipe, recipe: Recipe, path: Path) -> None:
@@ -105,10 +120,8 @@ def backward_step(model, batch: dict, loss_fn, scaler, recipe: Recipe, device: t
                   accumulation: int | None = None) -> torch.Tensor:
     """Forward and backward one micro-batch, the loss divided by the accumulation steps; returns the
     detached loss on the device (reading it would wait for the GPU)."""
-    images = batch["image"].to(device, non_blocking=True)
+    images = model_input(batch["image"], device, device.type == "cuda" and recipe.channels_last)
     target = (batch["labels"] if recipe.stage == "classifier" else batch["mask"]).to(device, non_blocking=True)
-    if device.type == "cuda" and recipe.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, enabled=device.type == "cuda" and recipe.amp):
         logits = model(images)
     loss = loss_fn(logits.float(), target.float())  # masks travel as uint8, float only on the device
@@ -195,21 +208,45 @@ def training_rows(recipe: Recipe, data_dir: Path, out_dir: Path):
     return train, valid, table["ImageId"][in_valid].tolist(), folds_file
 
 
-def make_loader(dataset, recipe: Recipe, context, epoch: int, train: bool) -> DataLoader:
-    """The epoch's loader; its generator (worker seeds, shuffling in one process) is the rank's own, while
-    DDP's sampler shuffles alike on every rank (seed and epoch) and gives each rank its own images."""
-    generator = torch.Generator().manual_seed(epoch_seed(recipe, epoch, context.rank))
-    if not train:
-        sampler = None
-    elif context.distributed:
-        sampler = DistributedSampler(dataset, context.world_size, context.rank, shuffle=True, seed=recipe.seed)
-        sampler.set_epoch(epoch)
-    else:
-        sampler = RandomSampler(dataset, generator=generator)
+def make_loader(dataset, recipe: Recipe, context, train: bool) -> DataLoader:
+    """A loader made once per run, its workers kept across epochs: training shuffles through an
+    ``EpochSampler`` (``loader.sampler.set_epoch`` before each epoch), validation goes in order. Workers
+    from the cores present (``num_workers`` -1), pinned memory and deeper prefetching on CUDA. The
+    generator keeps the loader off torch's global stream (model init, dropout)."""
+    workers = loader_workers(recipe.num_workers, context.world_size)
+    cuda = context.device.type == "cuda"
+    sampler = EpochSampler(dataset, recipe.seed, context.rank, context.world_size) if train else None
     return DataLoader(dataset, batch_size=recipe.batch_size if train else recipe.val_batch_size, sampler=sampler,
-                      num_workers=recipe.num_workers, worker_init_fn=worker_init_fn, generator=generator,
-                      pin_memory=context.device.type == "cuda",
-                      drop_last=train and len(dataset) > recipe.batch_size)
+                      num_workers=workers, worker_init_fn=worker_init_fn,
+                      generator=torch.Generator().manual_seed(recipe.seed), pin_memory=cuda,
+                      persistent_workers=workers > 0, prefetch_factor=(4 if cuda else 2) if workers else None,
+                      drop_last=train and len(sampler) > recipe.batch_size)
+
+
+def image_cache(recipe: Recipe, paths: list, shape, grayscale: bool, context):
+    """The run's image cache (None: off), made and filled by rank 0 (the check of every image), opened by
+    the others; rank 0 prints the choice, its size and fill time. Without a cache, rank 0 checks the images."""
+    channels = 1 if grayscale else 3
+    paths = list(dict.fromkeys(paths))
+    where = None
+    if context.main:
+        where, line = imagecache.choose(recipe.image_cache, len(paths) * shape[0] * shape[1] * channels,
+                                        os.environ.get("STEELKIT_IMAGE_CACHE_DIR", ""))
+        tqdm.write(line)
+        if where is None:
+            check_images(paths, shape, grayscale=grayscale)
+        else:
+            cache = imagecache.ImageCache.create(where, paths, shape, channels)
+            already = cache.filled()
+            seconds = cache.fill()
+            tqdm.write(f"image cache: {len(paths)} images, {cache.bytes / 1e9:.2f} GB in {cache.path}, "
+                       + (f"filled in {seconds:.1f}s" if already < len(paths) else "found filled")
+                       + (f" ({already} found filled)" if 0 < already < len(paths) else ""))
+            where = cache.path
+    where = distributed.broadcast_object(context, where)  # the others wait for the filled file
+    if where is None:
+        return None
+    return cache if context.main else imagecache.ImageCache.open(where, paths, shape, channels)
 
 
 def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
@@ -239,11 +276,13 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     shape = agreed_shape(used, "training images")
     grayscale = grayscale_is_exact(used)  # the cheaper exact decode, as prediction will use
     if context.main:
-        check_images(used, shape, grayscale=grayscale)
         check_labels(train_samples + valid_samples, shape)
-    train_set = SteelDataset(train_samples, shape, train_transform(recipe, shape), grayscale)
-    valid_set = SteelDataset(valid_samples, shape, eval_transform(), grayscale)
+    cache = image_cache(recipe, used, shape, grayscale, context)
+    train_set = SteelDataset(train_samples, shape, train_augment(recipe, shape), grayscale, cache, recipe.seed)
+    valid_set = SteelDataset(valid_samples, shape, None, grayscale, cache)
     valid_shard = validation.shard(valid_set, recipe.val_batch_size, context.rank, context.world_size)
+    train_loader = make_loader(train_set, recipe, context, train=True)
+    valid_loader = make_loader(valid_shard, recipe, context, train=False)
 
     seed_everything(recipe.seed)
     model = build_model(recipe)
@@ -254,7 +293,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     net = DistributedDataParallel(model, device_ids=[context.device] if context.device.type == "cuda" else None) \
         if context.distributed else model
     optimizer = build_optimizer(model, recipe)
-    steps_per_epoch = steps_in(len(make_loader(train_set, recipe, context, 0, True)), accumulation)
+    steps_per_epoch = steps_in(len(train_loader), accumulation)
     scaler = torch.amp.GradScaler(context.device.type, enabled=context.device.type == "cuda" and recipe.amp)
     loss_fn = build_loss(recipe).to(context.device)
 
@@ -290,14 +329,14 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         started = clock()
         seed = epoch_seed(recipe, epoch, context.rank)
         seed_everything(seed)
-        train_set.transform.set_random_seed(seed)
-        loader = make_loader(train_set, recipe, context, epoch, train=True)
+        train_loader.sampler.set_epoch(epoch)
+        cached = cache.filled() if cache is not None else 0
         desc = f"{recipe.name} fold {recipe.fold} epoch {epoch + 1}/{recipe.epochs}"
-        done = train_one_epoch(net, loader, loss_fn, optimizer, scaler, recipe, context, epoch, steps_per_epoch, desc)
+        done = train_one_epoch(net, train_loader, loss_fn, optimizer, scaler, recipe, context, epoch,
+                               steps_per_epoch, desc)
         distributed.broadcast_buffers(model, context)
         validating = clock()
-        parts = validation.validation_parts(model, make_loader(valid_shard, recipe, context, epoch, train=False),
-                                            loss_fn, recipe, context.device, show=context.main)
+        parts = validation.validation_parts(model, valid_loader, loss_fn, recipe, context.device, show=context.main)
         gathered = distributed.gather(context, parts)
         if context.main:
             result = validation.figures_and_oof(validation.merge(gathered), recipe.stage)
@@ -319,7 +358,8 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
                 "world_size": context.world_size, "steps_per_epoch": steps_per_epoch,
                 "accumulation_steps": accumulation})
             tqdm.write(f"{desc}: train loss {done['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
-                       f"score {row['score']:.4f} (best {best[0]:.4f}), {row['seconds']:.0f}s")
+                       f"score {row['score']:.4f} (best {best[0]:.4f}), {row['seconds']:.0f}s"
+                       + (cache_line(cache, cached, len(train_set) + len(valid_set)) if cache is not None else ""))
         distributed.barrier(context)
         ran += 1
         if deadline is not None:
@@ -328,19 +368,21 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
                 deadline.check_holds_an_epoch(history)
     if recipe.stage == "segmenter" and start + ran >= recipe.epochs and (out_dir / checkpoint.BEST).exists() \
             and (ran or not has_tables(out_dir / "oof.npz")):
-        final_oof(model, valid_ids, valid_shard, loss_fn, recipe, context, out_dir, shape)
+        final_oof(model, valid_ids, valid_loader, loss_fn, recipe, context, out_dir, shape)
+    distributed.barrier(context)
+    if cache is not None and context.main and start + ran >= recipe.epochs:
+        cache.remove()  # the run is complete; a stopped one keeps it for its resumption on this machine
     distributed.teardown(context)
     return {"best_score": best[0], "out": out_dir, "epochs_done": start + ran, "history": history,
             "stopped": stopped}
 
 
-def final_oof(model, valid_ids: list[str], valid_shard, loss_fn, recipe: Recipe, context, out_dir: Path,
+def final_oof(model, valid_ids: list[str], loader, loss_fn, recipe: Recipe, context, out_dir: Path,
               shape) -> None:
     """The best checkpoint's validation once more, with the threshold search's full-resolution tables
     (they cost a labelling per class and pixel threshold, too much for every epoch): oof.npz rewritten."""
     started = time.time()
     model.load_state_dict(checkpoint.load_state(out_dir / checkpoint.BEST)["model"])
-    loader = make_loader(valid_shard, recipe, context, recipe.epochs, train=False)
     parts = validation.validation_parts(model, loader, loss_fn, recipe, context.device, show=context.main,
                                         tables=True)
     gathered = distributed.gather(context, parts)
@@ -350,6 +392,12 @@ def final_oof(model, valid_ids: list[str], valid_shard, loss_fn, recipe: Recipe,
         tqdm.write(f"{recipe.name} fold {recipe.fold}: out-of-fold maps and full-resolution threshold tables of "
                    f"the best epoch for {len(valid_ids)} images, {time.time() - started:.0f}s")
     distributed.barrier(context)
+
+
+def cache_line(cache, before: int, items: int) -> str:
+    """The epoch's image-cache hits, from the images it had to decode (filled during the epoch)."""
+    decoded = cache.filled() - before
+    return f", image cache hit rate {1 - decoded / max(items, 1):.0%}" + (f" ({decoded} decoded)" if decoded else "")
 
 
 def has_tables(path: Path) -> bool:

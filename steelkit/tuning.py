@@ -22,10 +22,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from steelkit import atomic, checkpoint, thresholds
-from steelkit.augment import eval_transform
 from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
-from steelkit.datasets import SteelDataset, samples_from_table
-from steelkit.models import pad_to_multiple
+from steelkit.datasets import SteelDataset, loader_workers, samples_from_table, worker_init_fn
 from steelkit.predict import Ensemble, InferenceConfig, resolve_devices
 
 ENSEMBLE = "ensemble"  # the folder of the ensemble's out-of-fold file, under the tuning output
@@ -61,12 +59,11 @@ def ensemble_oof(segmenter_dirs, data_dir: str | os.PathLike, out_dir: str | os.
     for members, group_ids in groups.items():
         ensemble = Ensemble([checkpoint_of(segmenter_dirs[m]) for m in members], devices, "segmenter")
         rows = table.loc[group_ids].reset_index()
-        dataset = SteelDataset(samples_from_table(rows, data_dir / "train_images"), shape, eval_transform(),
-                               grayscale)
-        loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers)
+        dataset = SteelDataset(samples_from_table(rows, data_dir / "train_images"), shape, None, grayscale)
+        loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=loader_workers(config.num_workers),
+                            worker_init_fn=worker_init_fn)
         for batch in tqdm(loader, desc=f"out-of-fold maps of {len(members)} segmenter(s)", disable=not show):
-            images, (height, width) = pad_to_multiple(batch["image"])
-            probs = ensemble(images, config.tta, config.amp)[..., :height, :width].float()
+            probs = ensemble(batch["image"], config.tta, config.amp).float()
             truth = batch["mask"].numpy() > 0
             tables = thresholds.full_resolution_stats(probs.cpu().numpy(), truth)
             small = torch.nn.functional.avg_pool2d(probs, scale) if scale > 1 else probs

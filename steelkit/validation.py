@@ -23,6 +23,7 @@ from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from steelkit import metric, thresholds
+from steelkit.model_input import model_input
 from steelkit.models import pad_to_multiple
 from steelkit.postprocess import PostprocessConfig, clean_mask
 
@@ -44,7 +45,7 @@ def validation_parts(model, loader, loss_fn, recipe, device: torch.device, show:
     parts = {"loss_sum": [], "count": [], "dice": [], "seg_probs": [], "cls_probs": [], "labels": [],
              "seg_tables": [], "truth_px": []}
     for batch in tqdm(loader, desc="validate", leave=False, disable=not show):
-        images = batch["image"].to(device, non_blocking=True)
+        images = model_input(batch["image"], device)
         target = (batch["labels"] if recipe.stage == "classifier" else batch["mask"]).to(device).float()
         padded, (height, width) = pad_to_multiple(images)
         if device.type == "cuda" and recipe.channels_last:

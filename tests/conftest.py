@@ -36,13 +36,16 @@ def trained(mini, tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def cache_home(tmp_path_factory):
-    """steelkit's caches (the budget's FLOP counts) in a folder of the test session, not the user's home."""
+    """steelkit's caches (the budget's FLOP counts, the image caches) in folders of the test session, not the user's home."""
     import os
 
-    before = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    names = ("XDG_CACHE_HOME", "STEELKIT_IMAGE_CACHE_DIR")  # and training's image caches, not /dev/shm
+    before = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))
     yield
-    if before is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = before
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -1,73 +1,130 @@
 import albumentations as A
 import numpy as np
 import pytest
+import torch
 
-from steelkit import augment
+from steelkit import augment, rle
+from steelkit.datasets import Sample, SteelDataset
+from steelkit.model_input import IMAGENET_MEAN, IMAGENET_STD, model_input
 from steelkit.recipe import preset
 
-
-def _image_and_mask():
-    image = np.full((32, 48, 3), 200, dtype=np.uint8)
-    mask = np.zeros((32, 48, 4), dtype=np.uint8)
-    mask[2:6, 3:9, 0] = 1  # class 1
-    mask[20:30, 30:45, 2] = 1  # class 3, first region
-    mask[10:12, 20:22, 2] = 1  # class 3, second region
-    return image, mask
+SHAPE = (32, 48)
 
 
-def test_blackout_functions_clear_only_the_region():
-    image, mask = _image_and_mask()
-    region = mask[:, :, 0].astype(bool)
-    out_image, out_mask = augment.blackout_image(image, region), augment.blackout_mask(mask, region)
-    assert (out_image[region] == 0).all() and (out_image[~region] == 200).all()
-    assert out_mask[:, :, 0].sum() == 0
-    np.testing.assert_array_equal(out_mask[:, :, 1:], mask[:, :, 1:])
-    assert image.min() == 200 and mask[:, :, 0].sum() == 24, "inputs are never mutated"
+def _image_and_rles():
+    """A textured (H, W, 1) image and three defect regions: class 1 (24 px), class 3 (150 px and 4 px)."""
+    image = np.random.default_rng(0).integers(30, 220, (*SHAPE, 1), dtype=np.uint8)
+    mask = np.zeros((4, *SHAPE), dtype=np.uint8)
+    mask[0, 2:6, 3:9] = 1
+    mask[2, 20:30, 30:45] = 1
+    mask[2, 10:12, 20:22] = 1
+    return image, tuple(rle.encode(m) for m in mask), mask
 
 
-def test_defect_regions_are_components_per_class():
-    _, mask = _image_and_mask()
-    regions = augment.defect_regions(mask)
-    assert sorted(int(r.sum()) for r in regions) == [4, 24, 150]
+def _reference(image, mask, draw, crop, region=None):
+    """The same draw made by albumentations' own transforms on the whole image, as the seed's pipeline did:
+    blackout on the full image, then crop, flips, brightness/contrast."""
+    image, mask = image.copy(), np.moveaxis(mask, 0, -1).copy()
+    if region is not None:
+        image[region], mask[region] = 0, 0
+    steps = [A.Crop(x_min=draw.left, y_min=draw.top, x_max=draw.left + crop[1], y_max=draw.top + crop[0])]
+    steps += [A.HorizontalFlip(p=1)] if draw.hflip else []
+    steps += [A.VerticalFlip(p=1)] if draw.vflip else []
+    if draw.alpha != 1.0 or draw.beta != 0.0:
+        contrast, brightness = draw.alpha - 1, draw.beta / 255
+        steps.append(A.RandomBrightnessContrast(brightness_limit=(brightness, brightness),
+                                                contrast_limit=(contrast, contrast), p=1))
+    out = A.Compose(steps)(image=image, mask=mask)
+    return out["image"], np.moveaxis(out["mask"], -1, 0)
 
 
-def test_blackout_transform_drops_exactly_one_region_and_its_label():
-    image, mask = _image_and_mask()
-    transform = A.Compose([augment.DefectBlackout(p=1.0)], seed=0)
+@pytest.mark.parametrize("hflip,vflip,adjust", [(False, False, False), (True, False, True), (False, True, True),
+                                                (True, True, False)])
+def test_a_crop_is_what_albumentations_makes_of_the_same_draw(hflip, vflip, adjust):
+    image, rles, mask = _image_and_rles()
+    crop = (16, 24)
+    draw = augment.Draw(top=9, left=21, hflip=hflip, vflip=vflip, alpha=1.13 if adjust else 1.0,
+                        beta=-17.5 if adjust else 0.0)
+    out_image, out_mask = augment.crop_item(image, rles, SHAPE, crop, draw)
+    ref_image, ref_mask = _reference(image, mask, draw, crop)
+    assert out_image.flags.c_contiguous and out_mask.flags.c_contiguous
+    assert out_image.dtype == np.uint8 and out_image.shape == (*crop, 1) and out_mask.shape == (4, *crop)
+    np.testing.assert_array_equal(out_image, ref_image)
+    np.testing.assert_array_equal(out_mask, ref_mask)
+    assert out_mask[2].any(), "the crop holds a defect: the test compares something"
+
+
+def test_the_blackout_chooses_among_the_whole_images_regions_and_clears_the_crops_part():
+    image, rles, mask = _image_and_rles()
+    regions = {24: mask[0] == 1, 150: (mask[2] == 1) & (np.arange(SHAPE[0])[:, None] >= 20),
+               4: (mask[2] == 1) & (np.arange(SHAPE[0])[:, None] < 20)}
     seen = set()
-    for _ in range(30):
-        out = transform(image=image, mask=mask)
-        removed = (mask.astype(bool) & ~out["mask"].astype(bool)).any(axis=2)
-        blacked = (out["image"] == 0).all(axis=2)
-        np.testing.assert_array_equal(removed, blacked)  # the blacked-out region is the removed one
-        assert int(removed.sum()) in (4, 24, 150)
-        assert (out["image"][~blacked] == 200).all()
-        seen.add(int(removed.sum()))
-    assert seen == {4, 24, 150}, "every region gets drawn"
-    assert image.min() == 200
+    for pick in np.linspace(0, 0.999, 12):
+        labels, label = augment.blackout_region(rles, SHAPE, pick)
+        area = int((labels == label).sum())
+        seen.add(area)
+        draw = augment.Draw(top=4, left=8, blackout=True, pick=pick, alpha=0.9, beta=12.0)
+        out_image, out_mask = augment.crop_item(image, rles, SHAPE, (24, 40), draw)
+        ref_image, ref_mask = _reference(image, mask, draw, (24, 40), regions[area])
+        np.testing.assert_array_equal(out_image, ref_image)
+        np.testing.assert_array_equal(out_mask, ref_mask)
+    assert seen == {4, 24, 150}, "every region of every class can be drawn, wherever the crop is"
+    assert augment.blackout_region(("", "", "", ""), SHAPE, 0.5) is None
 
 
-def test_blackout_is_reproducible_for_a_seed_and_a_no_op_without_defects():
-    image, mask = _image_and_mask()
-    runs = [[A.Compose([augment.DefectBlackout(p=1.0)], seed=4)(image=image, mask=mask)["mask"].sum()
-             for _ in range(5)] for _ in range(2)]
-    assert runs[0] == runs[1]
-    empty = np.zeros_like(mask)
-    out = A.Compose([augment.DefectBlackout(p=1.0)], seed=0)(image=image, mask=empty)
-    np.testing.assert_array_equal(out["image"], image)
+def test_draws_follow_the_recipes_probabilities_and_cover_every_crop_position():
+    aug = augment.Augment(crop=(256, 512), blackout=0.5, hflip=0.5, vflip=0.3, brightness_contrast=0.5)
+    draws = [augment.draw(aug, (256, 1600), np.random.default_rng((0, 0, i))) for i in range(4000)]
+    lefts = np.array([d.left for d in draws])
+    assert lefts.min() == 0 and lefts.max() == 1600 - 512 and abs(lefts.mean() - 544) < 25
+    assert {d.top for d in draws} == {0}
+    for name, p in (("hflip", 0.5), ("vflip", 0.3), ("blackout", 0.5)):
+        rate = np.mean([getattr(d, name) for d in draws])
+        assert abs(rate - p) < 4 * np.sqrt(p * (1 - p) / len(draws)), name
+    adjusted = [d for d in draws if d.alpha != 1.0]
+    assert abs(len(adjusted) / len(draws) - 0.5) < 0.035
+    assert all(0.8 <= d.alpha <= 1.2 and -51 <= d.beta <= 51 for d in adjusted)
+    assert all(d.beta == 0.0 for d in draws if d.alpha == 1.0)
+    again = [augment.draw(aug, (256, 1600), np.random.default_rng((0, 0, i))) for i in range(50)]
+    assert again == draws[:50]
 
 
 @pytest.mark.parametrize("name", ["cls-effb1", "seg-unet-effb3", "seg-tiny"])
-def test_training_pipeline_crops_image_and_mask_together(name):
+def test_training_items_crop_image_and_mask_together_and_are_reproducible(tmp_path, name):
+    import cv2
+
     recipe = preset(name)
-    transform = augment.train_transform(recipe, (256, 1600))
-    image = np.zeros((256, 1600, 3), dtype=np.uint8)
+    image = np.zeros((256, 1600), dtype=np.uint8)
     image[:, 800:] = 255
-    mask = np.zeros((256, 1600, 4), dtype=np.uint8)
-    mask[:, 800:, 2] = 1
-    out = transform(image=image, mask=mask)
+    path = tmp_path / "bright.png"  # lossless: the bright half stays exactly where the mask is
+    cv2.imwrite(str(path), image)
+    mask = np.zeros((256, 1600), dtype=np.uint8)
+    mask[:, 800:] = 1
+    sample = Sample(path, ("", "", rle.encode(mask), ""))
+    dataset = SteelDataset([sample], (256, 1600), augment.train_augment(recipe, (256, 1600)), True, seed=3)
     expected = (min(recipe.crop_height, 256), min(recipe.crop_width, 1600))
-    assert out["image"].shape == (*expected, 3) and out["mask"].shape == (*expected, 4)
-    assert out["image"].dtype == np.float32
-    bright = out["image"][:, :, 0] > 0  # normalised: white stays positive, black negative
-    np.testing.assert_array_equal(bright, out["mask"][:, :, 2] == 1)
+    for epoch in range(6):
+        item = dataset[(epoch, 0)]
+        assert item["image"].shape == (*expected, 1) and item["image"].dtype == torch.uint8
+        assert item["mask"].shape == (4, *expected) and item["mask"].dtype == torch.uint8
+        bright = item["image"][:, :, 0] > 127
+        if recipe.blackout == 0:
+            assert torch.equal(bright, item["mask"][2] == 1)
+        assert item["labels"].tolist() == [0, 0, int(item["mask"][2].any()), 0]
+        assert torch.equal(dataset[(epoch, 0)]["image"], item["image"]), "an item is a function of its key"
+
+
+def test_the_model_input_is_albumentations_normalisation_made_on_the_device():
+    rng = np.random.default_rng(1)
+    normalise = A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    colour = rng.integers(0, 256, (2, 8, 12, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (2, 8, 12, 1), dtype=np.uint8)
+    for images, as_rgb in ((colour, colour), (grey, np.repeat(grey, 3, axis=3))):
+        expected = np.stack([normalise(image=i)["image"].transpose(2, 0, 1) for i in as_rgb])
+        made = model_input(torch.from_numpy(images), torch.device("cpu"))
+        assert made.shape == (2, 3, 8, 12) and made.dtype == torch.float32 and made.is_contiguous()
+        np.testing.assert_allclose(made.numpy(), expected, rtol=1e-6, atol=1e-6)
+    last = model_input(torch.from_numpy(grey), torch.device("cpu"), channels_last=True)
+    assert last.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match=r"expected uint8 \(N, H, W, 1 or 3\)"):
+        model_input(torch.zeros(2, 3, 8, 12), torch.device("cpu"))

@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from steelkit import checkpoint, distributed, launch, paths, train
-from steelkit.augment import train_transform
+from steelkit.augment import train_augment
 from steelkit.datasets import Sample, SteelDataset
 from steelkit.losses import build_loss
 from steelkit.models import build_model, freeze_unused
@@ -65,7 +65,7 @@ def test_the_schedule_per_step_is_the_same_with_one_and_two_processes(mini):
     rates = {}
     for world in (1, 2):
         context = distributed.Context(rank=0, world_size=world)
-        steps = train.steps_in(len(train.make_loader(dataset, recipe, context, 0, True)),
+        steps = train.steps_in(len(train.make_loader(dataset, recipe, context, True)),
                                train.accumulation_steps(recipe, world))
         rates[world] = [train.learning_rate(recipe, e, s, steps) for e in range(recipe.epochs) for s in range(steps)]
     assert len(rates[1]) == 4 and rates[1] == rates[2]
@@ -96,7 +96,7 @@ def _one_step(rank: int, world: int, init: str, images, labels, out: str) -> Non
 
 def test_gradients_of_two_processes_equal_one_process_over_the_same_samples(tmp_path):
     torch.manual_seed(1)
-    images, labels = torch.randn(8, 3, 16, 16), (torch.rand(8, 4) > 0.5).to(torch.uint8)
+    images, labels = torch.randint(0, 256, (8, 16, 16, 3), dtype=torch.uint8), (torch.rand(8, 4) > 0.5).to(torch.uint8)
     _one_step(0, 1, "", images, labels, str(tmp_path / "one.pt"))
     mp.spawn(_one_step, args=(2, f"file://{tmp_path / 'rendezvous'}", images, labels, str(tmp_path / "two.pt")),
              nprocs=2)
@@ -110,17 +110,17 @@ def test_each_rank_draws_its_own_augmentations_reproducibly(mini, workers):
     recipe = override(preset("seg-tiny"), [f"num_workers={workers}", "batch_size=4", "blackout=0.5",
                                            "brightness_contrast=0.5"])
     image = sorted((mini / "train_images").iterdir())[0]
-    dataset = SteelDataset([Sample(image, ("", "", "", ""))] * 8, (64, 320), train_transform(recipe, (64, 320)))
+    dataset = SteelDataset([Sample(image, ("", "", "", ""))] * 8, (64, 320), train_augment(recipe, (64, 320)),
+                           seed=recipe.seed)
 
-    def first_batch(rank: int) -> torch.Tensor:
-        seed = train.epoch_seed(recipe, 0, rank)
-        train.seed_everything(seed)
-        dataset.transform.set_random_seed(seed)
-        loader = train.make_loader(dataset, recipe, distributed.Context(rank=rank, world_size=2), 0, train=True)
+    def first_batch(rank: int, epoch: int = 0) -> torch.Tensor:
+        loader = train.make_loader(dataset, recipe, distributed.Context(rank=rank, world_size=2), train=True)
+        loader.sampler.set_epoch(epoch)
         return next(iter(loader))["image"]
 
     ranks = [first_batch(0), first_batch(1)]
     assert not torch.equal(ranks[0], ranks[1]), "the same image, augmented alike on both ranks"
+    assert not torch.equal(first_batch(0, epoch=1), ranks[0]), "the same crops in two epochs"
     torch.testing.assert_close(first_batch(0), ranks[0], rtol=0, atol=0)
     torch.testing.assert_close(first_batch(1), ranks[1], rtol=0, atol=0)
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from steelkit import checkpoint, external
-from steelkit.augment import IMAGENET_MEAN, IMAGENET_STD
+from steelkit.model_input import IMAGENET_MEAN, IMAGENET_STD
 from steelkit.predict import InferenceConfig, predict
 
 

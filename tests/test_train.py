@@ -16,7 +16,7 @@ def test_accumulated_gradients_equal_one_big_batch():
     model = train.build_model(recipe).eval()  # eval: batch norm would make batch size matter
     loss_fn = train.build_loss(recipe)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    images, labels = torch.randn(6, 3, 64, 64), (torch.rand(6, 4) > 0.5).float()
+    images, labels = torch.randint(0, 256, (6, 64, 64, 1), dtype=torch.uint8), (torch.rand(6, 4) > 0.5).float()
 
     for start in range(0, 6, 2):  # three micro-batches of 2, each loss divided by 3
         train.backward_step(model, {"image": images[start:start + 2], "labels": labels[start:start + 2]},

@@ -8,9 +8,7 @@ import pytest
 import torch
 
 from steelkit import checkpoint, thresholds, train, tuning
-from steelkit.competition import read_labels
-from steelkit.datasets import decode_row
-from steelkit.models import pad_to_multiple
+from steelkit.competition import decode_row, read_labels
 from steelkit.postprocess import PostprocessConfig, clean_mask
 from steelkit.predict import Ensemble, InferenceConfig
 from steelkit.recipe import override, preset
@@ -57,8 +55,7 @@ def test_the_ensemble_tuning_equals_a_brute_force_search_on_the_averaged_maps(mi
     table = read_labels(mini / "train.csv", mini / "train_images").set_index("ImageId")
     images = np.stack([_image(mini / "train_images" / i) for i in ids])
     ensemble = Ensemble([d / checkpoint.BEST for d in two_segmenters], [torch.device("cpu")], "segmenter")
-    padded, (height, width) = pad_to_multiple(torch.from_numpy(images))
-    probs = ensemble(padded, config.tta, amp=False)[..., :height, :width].numpy()
+    probs = ensemble(torch.from_numpy(images), config.tta, amp=False).numpy()
     truth = np.stack([decode_row(tuple(table.loc[i, [f"rle_{k}" for k in range(1, 5)]]), probs.shape[-2:])
                       for i in ids])
     cls_oof = np.load(trained / "cls-tiny" / "oof.npz")
@@ -76,9 +73,7 @@ def test_the_ensemble_tuning_equals_a_brute_force_search_on_the_averaged_maps(mi
 
 
 def _image(path):
-    """(3, H, W) float32 as the evaluation pipeline makes it."""
-    from steelkit.augment import eval_transform
-    from steelkit.competition import read_image
+    """(H, W, C) uint8 as decoded for the models."""
+    from steelkit.competition import decode_image, grayscale_is_exact
 
-    out = eval_transform()(image=read_image(path, False))["image"]
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
+    return decode_image(path, grayscale_is_exact([path]))

@@ -4,7 +4,6 @@ import numpy as np
 import torch
 
 from steelkit import validation
-from steelkit.augment import eval_transform
 from steelkit.competition import read_labels
 from steelkit.datasets import SteelDataset, samples_from_table
 from steelkit.losses import build_loss
@@ -32,7 +31,7 @@ def test_shards_are_whole_batches_covering_every_item_once():
 def test_validation_spread_over_ranks_equals_one_process(mini):
     recipe = override(preset("seg-tiny"), ["val_batch_size=3"])
     table = read_labels(mini / "train.csv", mini / "train_images").head(11)
-    dataset = SteelDataset(samples_from_table(table, mini / "train_images"), (64, 320), eval_transform())
+    dataset = SteelDataset(samples_from_table(table, mini / "train_images"), (64, 320))
     torch.manual_seed(0)
     model, loss_fn = build_model(recipe), build_loss(recipe)
     loader = lambda d: torch.utils.data.DataLoader(d, batch_size=3)  # noqa: E731
