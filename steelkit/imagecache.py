@@ -8,8 +8,8 @@ byte per image says whether it is filled; a miss decodes the image and fills its
 filling the same slot write the same bytes).
 
 The file lives in /dev/shm where that has room (RAM itself), else in the temporary folder (the page cache
-keeps it in RAM while memory allows), or in $STEELKIT_IMAGE_CACHE_DIR where set; ``choose`` decides whether the images fit in the memory the cache
-may use, and says so.
+keeps it in RAM while memory allows), or in $STEELKIT_IMAGE_CACHE_DIR where set. ``choose`` decides whether
+the images fit in the memory the cache may use, and says so.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ Areas are in pixels of a 256 x 1600 image; ``config.for_shape((H, W))`` rescales
 from __future__ import annotations
 
 import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -46,11 +48,6 @@ class PostprocessConfig:
                                    min_total_px=tuple(int(round(v * ratio)) for v in self.min_total_px))
 
 
-# Below this share of foreground pixels, component areas are counted at the foreground pixels alone (a
-# plain labelling plus a few thousand lookups); above it, cv2's labelling with statistics is cheaper.
-SPARSE_SHARE = 0.05
-
-
 def clean_mask(probs: np.ndarray, pixel_threshold: float, min_component_px: int, min_total_px: int) -> np.ndarray:
     """Steps 2-4 for one class: (H, W) float32 probabilities -> (H, W) uint8 mask."""
     mask = (probs > pixel_threshold).view(np.uint8)
@@ -58,43 +55,67 @@ def clean_mask(probs: np.ndarray, pixel_threshold: float, min_component_px: int,
     if area == 0 or area < min_total_px:  # removing components can only lower the area
         return np.zeros_like(mask)
     if min_component_px > 1:
-        if area <= SPARSE_SHARE * mask.size:
-            area -= drop_small_sparse(mask, min_component_px)
-        else:
-            mask, area = drop_small_dense(mask, min_component_px)
+        mask, area = drop_small(mask, area, min_component_px)
     return mask if area >= min_total_px else np.zeros_like(mask)
 
 
-def drop_small_sparse(mask: np.ndarray, min_component_px: int) -> int:
-    """Zero the 8-connected components of ``mask`` under ``min_component_px`` pixels, in place -> the
-    pixels removed. Areas are counted at the foreground pixels only: cheap where they are few."""
+DENSE_SHARE = 0.15  # above this share of foreground pixels, small components are cleared by a whole-image lookup
+
+
+def component_areas(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One plain 8-connected labelling of a (H, W) uint8 mask and each component's area -> (labels, areas,
+    labels at the foreground pixels), ``areas[0]`` the background's. Up to 255 components, the areas come
+    from cv2's 8-bit histogram of the labels (``labels`` uint8, no foreground labels); more (the speckle of
+    an unsure model), they are counted at the foreground pixels alone (int32). cv2's labelling with
+    statistics would cost 3-4 plain labellings."""
     count, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
-    points = cv2.findNonZero(mask).reshape(-1, 2)  # (x, y) of every foreground pixel
-    rows, cols = points[:, 1], points[:, 0]
-    at = labels[rows, cols]
-    areas = np.bincount(at, minlength=count)
+    if count <= 256:
+        labels = labels.astype(np.uint8)
+        return labels, cv2.calcHist([labels], [0], None, [count], [0, count]).ravel().astype(np.int64), None
+    at = labels[mask.view(bool)]
+    return labels, np.bincount(at, minlength=count), at
+
+
+def drop_small(mask: np.ndarray, area: int, min_component_px: int) -> tuple[np.ndarray, int]:
+    """The 8-connected components of ``mask`` (``area`` pixels) under ``min_component_px`` pixels removed ->
+    (mask, its area): through cv2's lookup table on 8-bit labels, else cleared at the foreground pixels
+    (or, where they are most of the image, by a lookup of every pixel's label)."""
+    labels, areas, at = component_areas(mask)
     small = areas < min_component_px
     small[0] = False  # the background
     if not small.any():
-        return 0
-    gone = small[at]
-    mask[rows[gone], cols[gone]] = 0
-    return int(areas[small].sum())
-
-
-def drop_small_dense(mask: np.ndarray, min_component_px: int) -> tuple[np.ndarray, int]:
-    """The components of ``mask`` under ``min_component_px`` pixels removed -> (mask, its area), using
-    cv2's labelling with statistics (cheaper than lookups once the foreground is large)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
-    areas = stats[:, cv2.CC_STAT_AREA]
-    keep = (areas >= min_component_px).astype(np.uint8)
-    keep[0] = 0  # the background
-    area = int(areas[1:][keep[1:] == 1].sum())
-    if keep[1:].all():
         return mask, area
-    if count <= 256:  # labels fit a byte: cv2's table lookup, several times faster than numpy's
-        return cv2.LUT(labels.astype(np.uint8), np.pad(keep, (0, 256 - count))), area
-    return keep.take(labels), area
+    area -= int(areas[small].sum())
+    if at is None:
+        keep = np.zeros(256, np.uint8)
+        keep[1:len(areas)] = ~small[1:]
+        return cv2.LUT(labels, keep), area
+    if at.size > DENSE_SHARE * mask.size:  # a lookup over the whole image beats writing most of it back
+        keep = (~small).view(np.uint8)
+        keep[0] = 0
+        return keep.take(labels), area
+    mask.view(bool)[mask.view(bool)] = ~small[at]
+    return mask, area
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """Two threads for the four classes of an image (cv2 and numpy release the GIL here); remade in a
+    forked child, where the parent's threads do not exist."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(2, thread_name_prefix="postprocess")
+    return _pool
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def postprocess(seg_probs: np.ndarray, cls_probs: np.ndarray, config: PostprocessConfig) -> np.ndarray:
@@ -109,7 +130,15 @@ def clean_classes(seg_probs: np.ndarray, config: PostprocessConfig, classes: np.
     """Steps 2-4 for the ``classes`` (a (4,) bool) of one image, the others left empty: (4, H, W) float32
     probabilities -> (4, H, W) uint8 masks. Areas in ``config`` are pixels of this image."""
     masks = np.zeros(seg_probs.shape, dtype=np.uint8)
-    for k in np.flatnonzero(classes):
+
+    def clean(k: int) -> None:
         masks[k] = clean_mask(seg_probs[k], config.pixel_thresholds[k], config.min_component_px[k],
                               config.min_total_px[k])
+
+    wanted = np.flatnonzero(classes).tolist()
+    if len(wanted) > 1:
+        list(_threads().map(clean, wanted))
+    else:
+        for k in wanted:
+            clean(k)
     return masks

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from steelkit import rle as rle_lib
 from steelkit.competition import RLE_COLUMNS, read_labels
-from steelkit.postprocess import REFERENCE_SHAPE, SPARSE_SHARE, PostprocessConfig
+from steelkit.postprocess import REFERENCE_SHAPE, PostprocessConfig, component_areas
 
 REFERENCE_PX = REFERENCE_SHAPE[0] * REFERENCE_SHAPE[1]
 GRIDS = {
@@ -200,14 +200,9 @@ def full_resolution_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid=GRIDS
             foreground = cv2.countNonZero(mask)
             if not foreground:
                 break  # higher thresholds keep nothing either
-            if foreground <= SPARSE_SHARE * mask.size:  # areas counted at the foreground pixels, as predict does
-                count, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
-                points = cv2.findNonZero(mask).reshape(-1, 2)
-                areas = np.bincount(labels[points[:, 1], points[:, 0]], minlength=count)[1:]
-            else:
-                count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
-                areas = stats[1:, cv2.CC_STAT_AREA]
-            overlaps = np.bincount(labels[rows_t, cols_t], minlength=count)[1:]
+            labels, areas, _ = component_areas(mask)  # the labelling post-processing makes
+            overlaps = np.bincount(labels[rows_t, cols_t], minlength=len(areas))[1:]
+            areas = areas[1:]
             keep = areas[None, :] >= sizes[:, None]  # (sizes, components)
             out[n, k, t, :, 0] = keep @ areas
             out[n, k, t, :, 1] = keep @ overlaps

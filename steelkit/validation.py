@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from steelkit import metric, thresholds
 from steelkit.model_input import model_input
 from steelkit.models import pad_to_multiple
-from steelkit.postprocess import PostprocessConfig, clean_mask
+from steelkit.postprocess import PostprocessConfig, clean_classes
 
 
 def shard(dataset: Dataset, batch_size: int, rank: int, world_size: int) -> Dataset:
@@ -102,9 +102,8 @@ def clean_masks(probs: np.ndarray) -> np.ndarray:
     """(N, 4, H, W) probabilities -> masks after the seed's default post-processing without the classifier's
     gating: the segmenter's validation Dice is scored on what a submission would keep, so that speckles on
     empty images count against it as they would on the leaderboard."""
-    config = PostprocessConfig().for_shape(probs.shape[-2:])
-    return np.stack([[clean_mask(p[k], config.pixel_thresholds[k], config.min_component_px[k],
-                                 config.min_total_px[k]) for k in range(4)] for p in probs])
+    config, every = PostprocessConfig().for_shape(probs.shape[-2:]), np.ones(4, dtype=bool)
+    return np.stack([clean_classes(p, config, every) for p in probs])
 
 
 def classifier_figures(probs: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:

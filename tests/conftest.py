@@ -36,7 +36,8 @@ def trained(mini, tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def cache_home(tmp_path_factory):
-    """steelkit's caches (the budget's FLOP counts, the image caches) in folders of the test session, not the user's home."""
+    """steelkit's caches (the budget's FLOP counts, the image caches) in folders of the test session, not
+    the user's home or /dev/shm."""
     import os
 
     names = ("XDG_CACHE_HOME", "STEELKIT_IMAGE_CACHE_DIR")  # and training's image caches, not /dev/shm

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from steelkit.postprocess import SPARSE_SHARE, PostprocessConfig, clean_mask, postprocess
+from steelkit.postprocess import DENSE_SHARE, PostprocessConfig, clean_mask, postprocess
 
 
 def reference(seg_probs, cls_probs, config):
@@ -95,37 +95,56 @@ def speckled(rng, shape, sigma, gain, base):
     return np.clip((noise - noise.mean()) * gain + base, 0, 1).astype(np.float32)
 
 
-@pytest.mark.parametrize("kind", ["sparse", "dense"])
-@pytest.mark.parametrize("seed", range(3))
-def test_matches_the_reference_on_sparse_and_dense_maps(kind, seed):
+def path_of(mask: np.ndarray) -> str:
+    """Which of post-processing's three ways of counting and clearing a mask goes down."""
+    count = cv2.connectedComponents(mask, connectivity=8)[0]
+    return "8-bit" if count <= 256 else "foreground" if mask.mean() <= DENSE_SHARE else "lookup"
+
+
+def unsure(rng, shape, share):
+    """(4, *shape) speckle whose share of pixels above 0.55 is ``share``: hundreds of tiny components."""
+    noise = np.stack([cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 1.0) for _ in range(4)])
+    cut = np.quantile(noise, 1 - share, axis=(1, 2), keepdims=True)
+    return np.clip((noise - cut) * 3 + 0.55, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["8-bit", "foreground", "lookup"])
+@pytest.mark.parametrize("seed", range(2))
+def test_matches_the_reference_down_every_path(kind, seed):
     rng = np.random.default_rng(seed)
-    shape, base = ((256, 1600), 0.25) if kind == "sparse" else ((96, 400), 0.5)
-    probs = speckled(rng, shape, 2.5 if kind == "sparse" else 1.5, 2.6 if kind == "sparse" else 4.0, base)
-    share = (probs > 0.55).mean(axis=(1, 2))
-    # each kind goes down its own path: areas counted at the foreground pixels, or by cv2's statistics
-    assert (share <= SPARSE_SHARE).all() if kind == "sparse" else (share > SPARSE_SHARE).all()
+    if kind == "8-bit":  # a few defect blobs on a full-size map
+        probs = speckled(rng, (256, 1600), 2.5, 2.6, 0.25)
+    else:  # an unsure model's speckle, under and over the share where clearing turns to a lookup
+        probs = unsure(rng, (96, 400), 0.08 if kind == "foreground" else 0.25)
+    assert {path_of((p > 0.55).view(np.uint8)) for p in probs} == {kind}
     config = PostprocessConfig(label_thresholds=(0.0,) * 4, pixel_thresholds=(0.55,) * 4,
-                               min_component_px=(2, 20, 80, 151), min_total_px=(0, 100, 300, 600))
+                               min_component_px=(2, 5, 20, 151), min_total_px=(0, 100, 300, 0))
     sure = np.ones(4, np.float32)
     out = postprocess(probs, sure, config)
     np.testing.assert_array_equal(out, reference(probs, sure, config))
-    assert out.any() and (out <= (probs > 0.55)).all()
+    assert out[:3].any() and (out <= (probs > 0.55)).all()
 
 
-@pytest.mark.parametrize("share", [SPARSE_SHARE - 0.001, SPARSE_SHARE + 0.001])
-def test_edge_cases_on_both_paths(share):
+@pytest.mark.parametrize("singles,share,path", [(0, 0.05, "8-bit"), (249, 0.05, "8-bit"), (250, 0.05, "foreground"),
+                                               (400, 0.2, "lookup")])
+def test_edge_cases_down_every_path(singles, share, path):
     """Components of exactly the minimum and one pixel under it, on the image's borders and corners, a
-    total exactly at its minimum, with the foreground share just under and just over the path switch."""
+    total exactly at its minimum; with 255 components (the most 8-bit labels hold) and 256, and a share of
+    foreground on either side of the lookup's."""
     height, width = 100, 200
     probs = np.zeros((height, width), np.float32)
     probs[0, 0] = probs[-1, -1] = 0.9  # single pixels in two corners: removed
     probs[0:3, 50:53] = 0.9  # 9 px on the top border: exactly the minimum, kept
     probs[-2:, 100:104] = 0.9  # 8 px on the bottom border: one under, removed
     probs[40:43, -3:] = 0.9  # 9 px on the right border: kept
+    spots = [(r, c) for r in range(60, 97, 2) for c in range(0, 99, 2)][:singles]
+    for r, c in spots:  # isolated pixels: removed
+        probs[r, c] = 0.9
     filler = int(share * probs.size) - int((probs > 0.5).sum())
-    rows = filler // 20
-    probs[20:20 + rows, 120:140] = 0.9  # one block brings the foreground to ``share``
-    probs[20 + rows, 120:120 + filler - rows * 20] = 0.9
+    rows = filler // 80
+    probs[20:20 + rows, 110:190] = 0.9  # one block brings the foreground to ``share``
+    probs[20 + rows, 110:110 + filler - rows * 80] = 0.9
+    assert path_of((probs > 0.5).view(np.uint8)) == path
     kept = 9 + 9 + filler
     for total in (kept, kept + 1):  # at the total minimum: kept; one pixel over it: everything dropped
         out = clean_mask(probs, 0.5, 9, total)
