@@ -26,6 +26,7 @@ RESUME_FROM = ""  # an earlier output of this notebook under the inputs, to resu
 EPOCHS_NOW = None  # stop after this many epochs (stay inside the session limit), resume later
 TIME_LIMIT = "11h30m"  # Kaggle's 12-hour cap less 30 min (start-up, saving): stop cleanly before it
 ENCODER_WEIGHTS = ""  # a local encoder weights file under the inputs (ImageNet), "" = none
+IMAGE_CACHE = "auto"  # decoded images in RAM: "auto" (where they fit), "on", "off"
 GPUS = None  # None = every visible GPU: more than one -> torchrun, one process each (Kaggle's 2 x T4)
 DEVICE = None  # None = cuda if available; "cpu" with GPUS = 2 rehearses the two-process path on the CPU
 
@@ -37,7 +38,8 @@ from steelkit.train import train_in_kernel
 
 result = train_in_kernel(PRESET, FOLD, OVERRIDES, encoder_weights=ENCODER_WEIGHTS, init_from=INIT_FROM,
                          pseudo_labels=PSEUDO_LABELS, resume_from=RESUME_FROM, epochs_now=EPOCHS_NOW,
-                         gpus=GPUS, device=DEVICE, time_limit=TIME_LIMIT, started_at=NOTEBOOK_STARTED)
+                         gpus=GPUS, device=DEVICE, time_limit=TIME_LIMIT, image_cache=IMAGE_CACHE,
+                         started_at=NOTEBOOK_STARTED)
 print(f"best gated-oracle Dice {result['best_score']:.5f} (a right call per pair); outputs in {result['out']}")
 
 # %% [markdown]

@@ -8,7 +8,8 @@ one copy of the crop, brightness/contrast is albucore's lookup table on it, in p
 chooses its region among the whole image's defects (as the seed's, which ran before the crop), then blacks
 out the part of it inside the crop.
 
-Pixels stay uint8, one channel where the images are grayscale, until the device (``model_input``).
+Pixels stay uint8, one channel where the images are grayscale, and the four classes' masks travel packed in
+one byte a pixel, until the device (``model_input``).
 """
 
 from __future__ import annotations
@@ -71,51 +72,80 @@ def draw(augment: Augment, image_shape: tuple[int, int], rng: np.random.Generato
                 float(rng.random()), alpha, beta)
 
 
-def blackout_region(rles, shape: tuple[int, int], pick: float) -> tuple[np.ndarray, int] | None:
+def blackout_region(rles, shape: tuple[int, int], pick: float) -> tuple[np.ndarray, int, int] | None:
     """The defect region ``pick`` in [0, 1) chooses among every 8-connected component of every class of the
-    whole image -> (labels, label): ``labels == label`` is the region, labels a (H, W) view; None without
-    defects. Components are labelled on the column-major layout the RLE decodes to (8-connectivity does
-    not care about the transposition), so no full-image copy is made."""
+    whole image -> (labels, label, first column): ``labels == label`` is the region within the columns
+    from the first that its class's runs touch; None without defects. Each class is labelled only over
+    those columns."""
     found = []
     for text in rles:
-        layer = rle_lib.decode_window(text, shape, 0, 0, *shape)
-        if layer is not None:
-            count, labels = cv2.connectedComponents(layer.T, connectivity=8)  # layer.T is C-contiguous
-            found += [(labels.T, k) for k in range(1, count)]
+        touched = rle_lib.columns(text, shape)
+        if touched is not None:
+            first, last = touched
+            layer = rle_lib.decode_window(text, shape, 0, first, shape[0], last - first)
+            count, labels = cv2.connectedComponents(layer, connectivity=8)
+            found += [(labels, k, first) for k in range(1, count)]
     return found[int(pick * len(found))] if found else None
 
 
+def _flip_code(draw: Draw) -> int | None:
+    """``cv2.flip``'s code for the draw's flips (None: no flip)."""
+    if draw.hflip and draw.vflip:
+        return -1
+    return 1 if draw.hflip else 0 if draw.vflip else None
+
+
 def crop_item(image: np.ndarray, rles, shape: tuple[int, int], crop: tuple[int, int],
-              draw: Draw) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, C) uint8 image and its four RLE strings -> the augmented crop: (h, w, C) uint8 image and
-    (4, h, w) uint8 mask, both C-contiguous, each made in one copy."""
+              draw: Draw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(H, W, C) uint8 image and its four RLE strings -> the augmented crop: (h, w, C) uint8 image, its
+    (h, w) uint8 mask with bit k - 1 for class k (``packed_mask``), and the (4,) uint8 labels it holds; the
+    image is made in one copy."""
     height, width = crop
     rows = slice(draw.top, draw.top + height)
-    cols = slice(draw.left, draw.left + width)
     flip = (slice(None, None, -1 if draw.vflip else 1), slice(None, None, -1 if draw.hflip else 1))
-    out = np.ascontiguousarray(image[rows, cols][flip])
-    mask = np.zeros((4, height, width), dtype=np.uint8)
-    for k, text in enumerate(rles):
-        window = rle_lib.decode_window(text, shape, draw.top, draw.left, height, width)
-        if window is not None:
-            mask[k] = window[flip]
+    out = np.ascontiguousarray(image[rows, draw.left:draw.left + width][flip])
+    mask = packed_mask(rles, shape, draw.top, draw.left, height, width, _flip_code(draw))[0]
     if draw.blackout:
         chosen = blackout_region(rles, shape, draw.pick)
         if chosen is not None:
-            labels, label = chosen
-            region = labels[rows, cols][flip] == label
-            out[region] = 0
-            mask[:, region] = 0
+            labels, label, first = chosen
+            low, high = max(draw.left, first), min(draw.left + width, first + labels.shape[1])
+            if high > low:
+                region = np.zeros((height, width), dtype=bool)
+                region[:, low - draw.left:high - draw.left] = labels[rows, low - first:high - first] == label
+                region = region[flip]
+                out[region] = 0
+                mask[region] = 0
     if draw.alpha != 1.0 or draw.beta != 0.0:  # after the blackout, as the seed's order had it
         out = albucore.multiply_add(out, draw.alpha, draw.beta, inplace=True)
-    return out, mask
+    return out, mask, mask_labels(mask)
 
 
-def full_mask(rles, shape: tuple[int, int]) -> np.ndarray:
-    """The four RLE strings as a C-contiguous (4, H, W) uint8 mask; empty classes cost no decode."""
-    mask = np.zeros((4, *shape), dtype=np.uint8)
+def packed_mask(rles, shape: tuple[int, int], top: int = 0, left: int = 0, height: int | None = None,
+                width: int | None = None, flip: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The four RLE strings' window at (top, left) (default: the whole image) as one (h, w) uint8 mask, bit
+    k - 1 set for class k (a quarter of the bytes of a (4, h, w) mask to carry to the device, where
+    ``model_input.unpack_masks`` opens it), and the (4,) uint8 classes whose runs reach the window's
+    columns (on a window of full height: the classes present). Empty classes cost no decode."""
+    height, width = height or shape[0], width or shape[1]
+    mask = np.zeros((height, width), dtype=np.uint8)
+    touched = np.zeros(4, dtype=np.uint8)
+    layer = None
     for k, text in enumerate(rles):
-        window = rle_lib.decode_window(text, shape, 0, 0, *shape)
-        if window is not None:
-            mask[k] = window
-    return mask
+        first = not touched.any()
+        target = mask if first else layer if layer is not None else np.empty_like(mask)
+        if rle_lib.decode_window(text, shape, top, left, height, width, out=target, flip=flip) is None:
+            continue
+        touched[k] = 1
+        if first:  # decoded straight into the mask
+            np.left_shift(mask, k, out=mask)
+        else:
+            layer = target
+            np.bitwise_or(mask, np.left_shift(layer, k, out=layer), out=mask)
+    return mask, touched
+
+
+def mask_labels(mask: np.ndarray) -> np.ndarray:
+    """The (4,) uint8 presence of each class in a packed mask."""
+    bits = int(np.bitwise_or.reduce(mask, axis=None)) if mask.size else 0
+    return np.array([(bits >> k) & 1 for k in range(4)], dtype=np.uint8)

@@ -35,7 +35,9 @@ SHAPE = (256, 1600)
 TRAIN_STEP_FACTOR = 3  # forward + backward of activations + backward of weights (see above)
 DDP_EFFICIENCY = 0.9  # two T4s: share of twice one T4's rate (an assumption, see above)
 KAGGLE_CPU_CORES = 4
-LOADER_SECONDS = {"train": 0.020, "full": 0.021}  # one core, per item (measured, see above)
+# core-seconds a warm (cached) item costs through the DataLoader, its transfer included: a 256 x 512 training
+# crop, a full validation image; measured here by ``make bench`` (2 cores / a 2-worker loader's items a second)
+LOADER_SECONDS = {"train": 0.0011, "full": 0.0026}
 TABLES_SECONDS = 0.011  # the final pass's labelling per image on Kaggle's 4 cores (22 ms on 2 threads here)
 DECODE_SECONDS = 0.0041  # one JPEG decode, for the start-up image check (4 threads)
 STARTUP_SECONDS = 120.0  # wheels installed (~60 s) + the notebook started and its outputs saved (~60 s)
@@ -240,7 +242,7 @@ def estimate_tuning(members: list[tuple], n_images: int, tta_modes: int = 3, gpu
     with TTA at full resolution, then the ensemble's tables are labelled for ``n_images``; plus start-up."""
     gpu = sum(images * tta_modes * model_flops(recipe, shape) / (T4_TFLOPS[family(recipe)] * 1e12 * gpus)
               for recipe, images in members)
-    loader = n_images * LOADER_SECONDS["full"] / KAGGLE_CPU_CORES
+    loader = n_images * (LOADER_SECONDS["full"] + DECODE_SECONDS) / KAGGLE_CPU_CORES  # not cached: decoded
     return STARTUP_SECONDS + max(gpu, loader) + n_images * TABLES_SECONDS
 
 
@@ -297,20 +299,36 @@ def _timed(work, repeats: int, device) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def measure_loader(recipe, image_paths: list, items: int = 32) -> float:
-    """One core's seconds per training item of ``recipe``'s input pipeline (decode, transforms, tensor) on
-    ``image_paths`` (real-sized JPEGs), with empty labels: what ``LOADER_SECONDS`` assumes."""
+def measure_loader(recipe, image_paths: list, workers: int = 2, epochs: int = 2) -> float:
+    """Core-seconds per training item of ``recipe``'s input pipeline as training runs it, through a
+    ``workers``-worker DataLoader over the images cached in RAM (``image_paths``: real-sized JPEGs, empty
+    labels): ``workers`` / items a second of the faster of ``epochs`` epochs after a warm-up. What
+    ``LOADER_SECONDS["train"]`` assumes."""
+    import tempfile
+
+    from torch.utils.data import DataLoader
+
     from steelkit.augment import train_augment
     from steelkit.competition import agreed_shape, grayscale_is_exact
-    from steelkit.datasets import Sample, SteelDataset
+    from steelkit.datasets import EpochSampler, Sample, SteelDataset, worker_init_fn
+    from steelkit.imagecache import ImageCache
 
-    paths = list(image_paths)[:items]
-    shape = agreed_shape(paths, "images")
-    dataset = SteelDataset([Sample(p, ("", "", "", "")) for p in paths], shape, train_augment(recipe, shape),
-                           grayscale_is_exact(paths), seed=recipe.seed)
-    dataset[0]
-    started = time.perf_counter()
-    for i in range(items):
-        dataset[i % len(dataset)]
-    return (time.perf_counter() - started) / items
-
+    paths = list(image_paths)
+    shape, grayscale = agreed_shape(paths, "images"), grayscale_is_exact(paths)
+    with tempfile.TemporaryDirectory() as folder:
+        cache = ImageCache.create(folder, paths, shape, 1 if grayscale else 3)
+        cache.fill()
+        dataset = SteelDataset([Sample(p, ("", "", "", "")) for p in paths] * 4, shape,
+                               train_augment(recipe, shape), grayscale, cache, recipe.seed)
+        sampler = EpochSampler(dataset, recipe.seed)
+        loader = DataLoader(dataset, batch_size=recipe.batch_size, sampler=sampler, num_workers=workers,
+                            worker_init_fn=worker_init_fn, persistent_workers=workers > 0)
+        next(iter(loader))
+        best = float("inf")
+        for epoch in range(epochs):
+            sampler.set_epoch(epoch)
+            started = time.perf_counter()
+            items = sum(len(batch["image"]) for batch in loader)
+            best = min(best, (time.perf_counter() - started) / items)
+        del loader
+    return best * max(workers, 1)

@@ -1,8 +1,8 @@
 """Torch datasets over the canonical table: training rows (with pseudo-label rows), and test images.
 
-Items are dicts of tensors: ``image`` (H, W, C) uint8 (C = 1 for grayscale images; ``model_input`` makes the
-model's input on the device), ``mask`` (4, H, W) uint8 in {0, 1}, ``labels`` (4,) uint8 presence derived
-from the (augmented, cropped) mask, ``pseudo`` bool, ``index``. A training dataset is indexed by
+Items are dicts of tensors: ``image`` (H, W, C) uint8 (C = 1 for grayscale images), ``mask`` (H, W) uint8 with
+bit k - 1 set for class k (``model_input`` makes the model's input and the (4, H, W) targets on the device),
+``labels`` (4,) uint8 presence derived from the (augmented, cropped) mask, ``pseudo`` bool, ``index``. A training dataset is indexed by
 ``(epoch, index)`` keys (``EpochSampler``): the item's augmentation is drawn from that key and the recipe's
 seed alone.
 """
@@ -98,14 +98,13 @@ class SteelDataset(Dataset):
         sample = self.samples[index]
         image = self.image(index)
         if self.augment is None:
-            mask = augment_lib.full_mask(sample.rles, self.shape)
+            mask, labels = augment_lib.packed_mask(sample.rles, self.shape)  # the whole image: runs = presence
         else:
             rng = np.random.default_rng((self.seed, epoch, index))
             draw = augment_lib.draw(self.augment, self.shape, rng)
-            image, mask = augment_lib.crop_item(image, sample.rles, self.shape, self.augment.crop, draw)
-        mask = torch.from_numpy(mask)
-        return {"image": torch.from_numpy(np.ascontiguousarray(image)), "mask": mask,
-                "labels": mask.amax(dim=(1, 2)), "pseudo": sample.pseudo, "index": index}
+            image, mask, labels = augment_lib.crop_item(image, sample.rles, self.shape, self.augment.crop, draw)
+        return {"image": torch.from_numpy(np.ascontiguousarray(image)), "mask": torch.from_numpy(mask),
+                "labels": torch.from_numpy(labels), "pseudo": sample.pseudo, "index": index}
 
 
 class EpochSampler(Sampler):

@@ -53,8 +53,10 @@ def available_memory() -> int:
     return min(found) if found else 0
 
 
-def key_of(paths: list[Path], shape: tuple[int, int], channels: int) -> dict:
-    """What a cache of these images holds; any change of file, size, channels or dtype changes it."""
+def key_of(paths: list[Path], shape: tuple[int, int], channels: int, owner: str = "") -> dict:
+    """What a cache of these images holds, and for whom (``owner``: the training run's output folder, so
+    that a run that ends and removes its cache never pulls it from under another); any change of file,
+    size, channels or dtype changes it."""
     digest = hashlib.sha256()
     for path in paths:
         try:
@@ -63,8 +65,9 @@ def key_of(paths: list[Path], shape: tuple[int, int], channels: int) -> dict:
         except OSError:  # a missing image: filling names it
             seen = "missing"
         digest.update(f"{Path(path).resolve()}\t{seen}\n".encode())
+    digest.update(f"owner\t{owner}\n".encode())
     return {"version": VERSION, "images": digest.hexdigest(), "count": len(paths), "shape": list(shape),
-            "channels": channels, "dtype": "uint8"}
+            "channels": channels, "dtype": "uint8", "owner": owner}
 
 
 def _padded(size: int) -> int:
@@ -74,20 +77,20 @@ def _padded(size: int) -> int:
 class ImageCache:
     """The decoded images of ``paths`` in the file ``path``; ``read(path)`` gives one as (H, W, C) uint8."""
 
-    def __init__(self, path: Path, paths: list[Path], shape: tuple[int, int], channels: int):
+    def __init__(self, path: Path, paths: list[Path], shape: tuple[int, int], channels: int, owner: str = ""):
         self.path, self.paths, self.shape, self.channels = Path(path), [Path(p) for p in paths], tuple(shape), channels
-        self.key = key_of(self.paths, self.shape, channels)
+        self.key = key_of(self.paths, self.shape, channels, owner)
         self.slot = {str(p): i for i, p in enumerate(self.paths)}
         self.bytes = len(self.paths) * self.shape[0] * self.shape[1] * channels
         self.misses = 0
         self._flags = self._pixels = None
 
     @classmethod
-    def create(cls, directory: str | os.PathLike, paths: list[Path], shape: tuple[int, int],
-               channels: int) -> ImageCache:
+    def create(cls, directory: str | os.PathLike, paths: list[Path], shape: tuple[int, int], channels: int,
+               owner: str = "") -> ImageCache:
         """The cache of these images in ``directory``: opened if its file exists there (never rewritten),
         else made empty, atomically (a process that opens it sees a whole file or none)."""
-        key = key_of([Path(p) for p in paths], shape, channels)
+        key = key_of([Path(p) for p in paths], shape, channels, owner)
         path = Path(directory) / f"steelkit-images-{key['images'][:16]}-{shape[0]}x{shape[1]}x{channels}.u8"
         if not path.exists():
             header = json.dumps(key).encode()
@@ -96,12 +99,13 @@ class ImageCache:
                 handle.write(header + b"\n" + b" " * (HEADER - len(header) - 1))
                 handle.truncate(HEADER + _padded(len(paths)) + key["count"] * shape[0] * shape[1] * channels)
             os.replace(tmp, path)
-        return cls.open(path, paths, shape, channels)
+        return cls.open(path, paths, shape, channels, owner)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, paths: list[Path], shape: tuple[int, int], channels: int) -> ImageCache:
+    def open(cls, path: str | os.PathLike, paths: list[Path], shape: tuple[int, int], channels: int,
+             owner: str = "") -> ImageCache:
         """An existing cache file, refused (ValueError naming it) unless it holds exactly these images."""
-        cache = cls(Path(path), paths, shape, channels)
+        cache = cls(Path(path), paths, shape, channels, owner)
         try:
             with open(cache.path, "rb") as handle:
                 found = json.loads(handle.read(HEADER).decode().strip())

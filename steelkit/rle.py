@@ -149,10 +149,20 @@ def decode(rle: str, shape: tuple[int, int] = DEFAULT_SHAPE) -> np.ndarray:
     return flat.reshape(width, height).T
 
 
-def decode_window(rle: str, shape: tuple[int, int], top: int, left: int, height: int, width: int) -> np.ndarray | None:
-    """The (height, width) window at (top, left) of an RLE string's mask, as a uint8 view (not C-ordered),
-    or None where no run reaches the window's columns. Only the window's columns are written: a training
-    crop costs a third of the full decode, an empty class nothing."""
+def columns(rle: str, shape: tuple[int, int]) -> tuple[int, int] | None:
+    """The columns ``[first, last)`` that an RLE string's runs touch, None when it is empty."""
+    starts, lengths = _pairs(rle, shape)
+    if not starts.size:
+        return None
+    return int(starts[0] - 1) // shape[0], int(starts[-1] - 2 + lengths[-1]) // shape[0] + 1
+
+
+def decode_window(rle: str, shape: tuple[int, int], top: int, left: int, height: int, width: int,
+                  out: np.ndarray | None = None, flip: int | None = None) -> np.ndarray | None:
+    """The (height, width) window at (top, left) of an RLE string's mask as C-ordered uint8 (written into
+    ``out`` where given, flipped as ``cv2.flip``'s ``flip`` code where given), or None where no run reaches
+    the window's columns (``out`` untouched). Only the window's columns are decoded, then transposed by
+    cv2: a training crop costs a third of the full decode, an empty class nothing."""
     starts, lengths = _pairs(rle, shape)
     if not starts.size:
         return None
@@ -170,7 +180,10 @@ def decode_window(rle: str, shape: tuple[int, int], top: int, left: int, height:
     index = np.repeat(begin - offsets, lengths)
     index += np.arange(index.size)
     flat[index] = 1
-    return flat.reshape(width, rows).T[top:top + height]
+    window = flat.reshape(width, rows)[:, top:top + height]  # (width, height), rows contiguous: cv2 reads it
+    if flip is None:
+        return cv2.transpose(window, dst=out)
+    return cv2.flip(cv2.transpose(window), flip, dst=out)
 
 
 def area(rle: str) -> int:

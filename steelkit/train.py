@@ -51,7 +51,7 @@ from steelkit.datasets import (
     worker_init_fn,
 )
 from steelkit.losses import build_loss
-from steelkit.model_input import model_input
+from steelkit.model_input import model_input, unpack_masks
 from steelkit.models import build_model, freeze_unused
 from steelkit.recipe import Recipe
 
@@ -121,7 +121,8 @@ def backward_step(model, batch: dict, loss_fn, scaler, recipe: Recipe, device: t
     """Forward and backward one micro-batch, the loss divided by the accumulation steps; returns the
     detached loss on the device (reading it would wait for the GPU)."""
     images = model_input(batch["image"], device, device.type == "cuda" and recipe.channels_last)
-    target = (batch["labels"] if recipe.stage == "classifier" else batch["mask"]).to(device, non_blocking=True)
+    target = batch["labels"].to(device, non_blocking=True) if recipe.stage == "classifier" \
+        else unpack_masks(batch["mask"], device)
     with torch.autocast(device.type, enabled=device.type == "cuda" and recipe.amp):
         logits = model(images)
     loss = loss_fn(logits.float(), target.float())  # masks travel as uint8, float only on the device
@@ -223,9 +224,10 @@ def make_loader(dataset, recipe: Recipe, context, train: bool) -> DataLoader:
                       drop_last=train and len(sampler) > recipe.batch_size)
 
 
-def image_cache(recipe: Recipe, paths: list, shape, grayscale: bool, context):
+def image_cache(recipe: Recipe, paths: list, shape, grayscale: bool, context, owner: str = ""):
     """The run's image cache (None: off), made and filled by rank 0 (the check of every image), opened by
-    the others; rank 0 prints the choice, its size and fill time. Without a cache, rank 0 checks the images."""
+    the others; rank 0 prints the choice, its size and fill time. Without a cache, rank 0 checks the images.
+    ``owner``: the run's output folder (its cache is its own)."""
     channels = 1 if grayscale else 3
     paths = list(dict.fromkeys(paths))
     where = None
@@ -236,7 +238,7 @@ def image_cache(recipe: Recipe, paths: list, shape, grayscale: bool, context):
         if where is None:
             check_images(paths, shape, grayscale=grayscale)
         else:
-            cache = imagecache.ImageCache.create(where, paths, shape, channels)
+            cache = imagecache.ImageCache.create(where, paths, shape, channels, owner)
             already = cache.filled()
             seconds = cache.fill()
             tqdm.write(f"image cache: {len(paths)} images, {cache.bytes / 1e9:.2f} GB in {cache.path}, "
@@ -246,7 +248,7 @@ def image_cache(recipe: Recipe, paths: list, shape, grayscale: bool, context):
     where = distributed.broadcast_object(context, where)  # the others wait for the filled file
     if where is None:
         return None
-    return cache if context.main else imagecache.ImageCache.open(where, paths, shape, channels)
+    return cache if context.main else imagecache.ImageCache.open(where, paths, shape, channels, owner)
 
 
 def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
@@ -277,7 +279,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     grayscale = grayscale_is_exact(used)  # the cheaper exact decode, as prediction will use
     if context.main:
         check_labels(train_samples + valid_samples, shape)
-    cache = image_cache(recipe, used, shape, grayscale, context)
+    cache = image_cache(recipe, used, shape, grayscale, context, str(out_dir.resolve()))
     train_set = SteelDataset(train_samples, shape, train_augment(recipe, shape), grayscale, cache, recipe.seed)
     valid_set = SteelDataset(valid_samples, shape, None, grayscale, cache)
     valid_shard = validation.shard(valid_set, recipe.val_batch_size, context.rank, context.world_size)
@@ -429,7 +431,8 @@ def save_oof(path: Path, image_ids: list[str], oof: dict, recipe: Recipe, shape)
 def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), encoder_weights: str = "",
                     init_from: str = "", pseudo_labels: str = "", resume_from: str = "",
                     epochs_now: int | None = None, gpus: int | None = None, device: str | None = None,
-                    time_limit: float | str | None = None, started_at: float | None = None) -> dict:
+                    time_limit: float | str | None = None, started_at: float | None = None,
+                    image_cache: str = "") -> dict:
     """What a training notebook does: the preset with its overrides, every input named relative to the
     attached inputs as ``<input slug>/<path>`` (found wherever Kaggle mounts them), the output in
     <working>/<preset>-fold<k>. ``resume_from``
@@ -439,7 +442,8 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
     (``steelkit.launch``), its output streamed here; else it runs in this process. ``device`` forces one
     ("cpu": gloo processes, as the tests simulate two devices). ``time_limit`` counts from ``started_at``
     (the notebook's start, ``time.time()``): the run stops cleanly before an epoch that would not fit, and the
-    notebook ends normally, its output ready to be attached by a part that resumes it."""
+    notebook ends normally, its output ready to be attached by a part that resumes it. ``image_cache``
+    ("auto", "on", "off"; "" = the recipe's) decides whether the decoded images are kept in RAM."""
     import shutil
 
     from steelkit import launch, paths
@@ -450,6 +454,8 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
     for field, value in (("encoder_weights", encoder_weights), ("pseudo_labels", pseudo_labels)):
         if value:
             changes.append(f"{field}={paths.resolve_input(value)}")
+    if image_cache:
+        changes.append(f"image_cache={image_cache}")
     if init_from:
         changes.append(f"init_checkpoint={paths.resolve_input(init_from) / checkpoint.BEST}")
     if resume_from:

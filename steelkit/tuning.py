@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from steelkit import atomic, checkpoint, thresholds
 from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
 from steelkit.datasets import SteelDataset, loader_workers, samples_from_table, worker_init_fn
+from steelkit.model_input import unpack_masks
 from steelkit.predict import Ensemble, InferenceConfig, resolve_devices
 
 ENSEMBLE = "ensemble"  # the folder of the ensemble's out-of-fold file, under the tuning output
@@ -64,7 +65,7 @@ def ensemble_oof(segmenter_dirs, data_dir: str | os.PathLike, out_dir: str | os.
                             worker_init_fn=worker_init_fn)
         for batch in tqdm(loader, desc=f"out-of-fold maps of {len(members)} segmenter(s)", disable=not show):
             probs = ensemble(batch["image"], config.tta, config.amp).float()
-            truth = batch["mask"].numpy() > 0
+            truth = unpack_masks(batch["mask"]).numpy() > 0
             tables = thresholds.full_resolution_stats(probs.cpu().numpy(), truth)
             small = torch.nn.functional.avg_pool2d(probs, scale) if scale > 1 else probs
             maps = (small * 255).round().to(torch.uint8).cpu().numpy()

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from steelkit import metric, thresholds
-from steelkit.model_input import model_input
+from steelkit.model_input import model_input, unpack_masks
 from steelkit.models import pad_to_multiple
 from steelkit.postprocess import PostprocessConfig, clean_classes
 
@@ -46,7 +46,8 @@ def validation_parts(model, loader, loss_fn, recipe, device: torch.device, show:
              "seg_tables": [], "truth_px": []}
     for batch in tqdm(loader, desc="validate", leave=False, disable=not show):
         images = model_input(batch["image"], device)
-        target = (batch["labels"] if recipe.stage == "classifier" else batch["mask"]).to(device).float()
+        target = (batch["labels"].to(device) if recipe.stage == "classifier"
+                  else unpack_masks(batch["mask"], device)).float()
         padded, (height, width) = pad_to_multiple(images)
         if device.type == "cuda" and recipe.channels_last:
             padded = padded.contiguous(memory_format=torch.channels_last)

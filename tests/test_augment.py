@@ -5,19 +5,25 @@ import torch
 
 from steelkit import augment, rle
 from steelkit.datasets import Sample, SteelDataset
-from steelkit.model_input import IMAGENET_MEAN, IMAGENET_STD, model_input
+from steelkit.model_input import IMAGENET_MEAN, IMAGENET_STD, model_input, unpack_masks
 from steelkit.recipe import preset
 
 SHAPE = (32, 48)
 
 
+def unpacked(mask: np.ndarray) -> np.ndarray:
+    return unpack_masks(torch.from_numpy(mask[None]))[0].numpy()
+
+
 def _image_and_rles():
-    """A textured (H, W, 1) image and three defect regions: class 1 (24 px), class 3 (150 px and 4 px)."""
+    """A textured (H, W, 1) image and four defect regions: class 1 (24 px), class 3 (150 px and 4 px), class 4
+    (18 px)."""
     image = np.random.default_rng(0).integers(30, 220, (*SHAPE, 1), dtype=np.uint8)
     mask = np.zeros((4, *SHAPE), dtype=np.uint8)
     mask[0, 2:6, 3:9] = 1
     mask[2, 20:30, 30:45] = 1
     mask[2, 10:12, 20:22] = 1
+    mask[3, 12:15, 24:30] = 1
     return image, tuple(rle.encode(m) for m in mask), mask
 
 
@@ -45,30 +51,32 @@ def test_a_crop_is_what_albumentations_makes_of_the_same_draw(hflip, vflip, adju
     crop = (16, 24)
     draw = augment.Draw(top=9, left=21, hflip=hflip, vflip=vflip, alpha=1.13 if adjust else 1.0,
                         beta=-17.5 if adjust else 0.0)
-    out_image, out_mask = augment.crop_item(image, rles, SHAPE, crop, draw)
+    out_image, packed, labels = augment.crop_item(image, rles, SHAPE, crop, draw)
     ref_image, ref_mask = _reference(image, mask, draw, crop)
-    assert out_image.flags.c_contiguous and out_mask.flags.c_contiguous
-    assert out_image.dtype == np.uint8 and out_image.shape == (*crop, 1) and out_mask.shape == (4, *crop)
+    assert out_image.flags.c_contiguous and packed.flags.c_contiguous
+    assert out_image.dtype == np.uint8 and out_image.shape == (*crop, 1) and packed.shape == crop
     np.testing.assert_array_equal(out_image, ref_image)
-    np.testing.assert_array_equal(out_mask, ref_mask)
-    assert out_mask[2].any(), "the crop holds a defect: the test compares something"
+    np.testing.assert_array_equal(unpacked(packed), ref_mask)
+    np.testing.assert_array_equal(labels, ref_mask.any(axis=(1, 2)))
+    assert ref_mask[2].any() and ref_mask[3].any(), "the crop holds two classes: the test compares something"
 
 
 def test_the_blackout_chooses_among_the_whole_images_regions_and_clears_the_crops_part():
     image, rles, mask = _image_and_rles()
     regions = {24: mask[0] == 1, 150: (mask[2] == 1) & (np.arange(SHAPE[0])[:, None] >= 20),
-               4: (mask[2] == 1) & (np.arange(SHAPE[0])[:, None] < 20)}
+               4: (mask[2] == 1) & (np.arange(SHAPE[0])[:, None] < 20), 18: mask[3] == 1}
     seen = set()
     for pick in np.linspace(0, 0.999, 12):
-        labels, label = augment.blackout_region(rles, SHAPE, pick)
+        labels, label, _ = augment.blackout_region(rles, SHAPE, pick)
         area = int((labels == label).sum())
         seen.add(area)
         draw = augment.Draw(top=4, left=8, blackout=True, pick=pick, alpha=0.9, beta=12.0)
-        out_image, out_mask = augment.crop_item(image, rles, SHAPE, (24, 40), draw)
+        out_image, packed, labels = augment.crop_item(image, rles, SHAPE, (24, 40), draw)
         ref_image, ref_mask = _reference(image, mask, draw, (24, 40), regions[area])
         np.testing.assert_array_equal(out_image, ref_image)
-        np.testing.assert_array_equal(out_mask, ref_mask)
-    assert seen == {4, 24, 150}, "every region of every class can be drawn, wherever the crop is"
+        np.testing.assert_array_equal(unpacked(packed), ref_mask)
+        np.testing.assert_array_equal(labels, ref_mask.any(axis=(1, 2)))
+    assert seen == {4, 18, 24, 150}, "every region of every class can be drawn, wherever the crop is"
     assert augment.blackout_region(("", "", "", ""), SHAPE, 0.5) is None
 
 
@@ -106,11 +114,12 @@ def test_training_items_crop_image_and_mask_together_and_are_reproducible(tmp_pa
     for epoch in range(6):
         item = dataset[(epoch, 0)]
         assert item["image"].shape == (*expected, 1) and item["image"].dtype == torch.uint8
-        assert item["mask"].shape == (4, *expected) and item["mask"].dtype == torch.uint8
+        assert item["mask"].shape == expected and item["mask"].dtype == torch.uint8
+        mask = unpack_masks(item["mask"][None])[0]
         bright = item["image"][:, :, 0] > 127
         if recipe.blackout == 0:
-            assert torch.equal(bright, item["mask"][2] == 1)
-        assert item["labels"].tolist() == [0, 0, int(item["mask"][2].any()), 0]
+            assert torch.equal(bright, mask[2] == 1)
+        assert item["labels"].tolist() == [0, 0, int(mask[2].any()), 0] and not mask[[0, 1, 3]].any()
         assert torch.equal(dataset[(epoch, 0)]["image"], item["image"]), "an item is a function of its key"
 
 
@@ -128,3 +137,17 @@ def test_the_model_input_is_albumentations_normalisation_made_on_the_device():
     assert last.is_contiguous(memory_format=torch.channels_last)
     with pytest.raises(ValueError, match=r"expected uint8 \(N, H, W, 1 or 3\)"):
         model_input(torch.zeros(2, 3, 8, 12), torch.device("cpu"))
+
+
+def test_packed_masks_carry_every_class_and_open_on_the_device():
+    rng = np.random.default_rng(2)
+    masks = (rng.random((3, 4, 16, 24)) < 0.3).astype(np.uint8)
+    masks[1, 2] = 0  # an absent class
+    rles = [tuple(rle.encode(m) for m in image) for image in masks]
+    packed = np.stack([augment.packed_mask(r, (16, 24))[0] for r in rles])
+    assert packed.shape == (3, 16, 24) and packed.max() <= 15
+    np.testing.assert_array_equal(unpack_masks(torch.from_numpy(packed)).numpy(), masks)
+    np.testing.assert_array_equal(augment.mask_labels(packed[1]), [1, 1, 0, 1])
+    np.testing.assert_array_equal(augment.packed_mask(rles[1], (16, 24))[1], [1, 1, 0, 1])
+    window = augment.packed_mask(rles[0], (16, 24), 3, 5, 8, 10, flip=-1)[0]
+    np.testing.assert_array_equal(unpacked(window), masks[0][:, 3:11, 5:15][:, ::-1, ::-1])

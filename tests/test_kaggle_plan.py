@@ -34,11 +34,11 @@ def test_plan_lists_every_gpu_kernel_once_after_what_it_attaches():
 
 def test_a_kernel_too_long_for_a_session_is_split_into_parts_each_within_the_cap(tmp_path):
     raw = json.loads(settings.SETTINGS.read_text())
-    raw["groups"][0]["parameters"]["OVERRIDES"] = ["epochs=900"]
+    raw["groups"][0]["parameters"]["OVERRIDES"] = ["epochs=3000"]
     (tmp_path / "k.json").write_text(json.dumps(raw))
     config = plan.load(tmp_path / "k.json")
     chain = [k for k in config["kernels"] if k.get("part_of") == "steelkit-r0-train-cls-effb1-fold-0"]
-    assert len(chain) > 1 and sum(k["epochs"] for k in chain) == 900
+    assert len(chain) > 1 and sum(k["epochs"] for k in chain) == 3000
     for kernel in chain:
         assert plan.gpu_hours(kernel, config) <= budget.SESSION_HOURS
         assert len(kernel["title"]) <= 50

@@ -1,5 +1,8 @@
 """The training loop on tiny synthetic data, on the CPU."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -54,6 +57,28 @@ def test_resume_ends_with_the_same_weights(mini, tmp_path):
         torch.testing.assert_close(split["model"][key], value, rtol=0, atol=0, msg=key)
     assert pd.read_csv(tmp_path / "split" / "metrics.csv")["train_loss"].tolist() == \
         pytest.approx(pd.read_csv(tmp_path / "whole" / "metrics.csv")["train_loss"].tolist())
+
+
+def test_a_run_with_the_image_cache_equals_one_without_and_so_does_its_submission(mini, tmp_path, capsys):
+    from steelkit.predict import InferenceConfig, predict
+
+    recipe = _tiny("seg-tiny", epochs=2, n_folds=3, batch_size=4, effective_batch=8)
+    train.train(override(recipe, ["image_cache=on"]), mini, tmp_path / "on", device="cpu")
+    printed = capsys.readouterr().out
+    assert "image cache: on" in printed and "filled in" in printed and "image cache hit rate 100%" in printed
+    train.train(override(recipe, ["image_cache=off"]), mini, tmp_path / "off", device="cpu")
+    assert "image cache: off (image_cache=off)" in capsys.readouterr().out
+    columns = ["epoch", "lr", "steps", "train_loss", "val_loss", "score"]
+    on, off = (pd.read_csv(tmp_path / run / "metrics.csv")[columns] for run in ("on", "off"))
+    pd.testing.assert_frame_equal(on, off)
+    np.testing.assert_array_equal(np.load(tmp_path / "on" / "oof.npz")["seg_probs"],
+                                  np.load(tmp_path / "off" / "oof.npz")["seg_probs"])
+    config = InferenceConfig(num_workers=0)
+    for run in ("on", "off"):
+        predict(mini, [], [tmp_path / run / "best.pt"], tmp_path / f"{run}.csv", config, device="cpu")
+    assert (tmp_path / "on.csv").read_text() == (tmp_path / "off.csv").read_text()
+    cache_dir = Path(os.environ["STEELKIT_IMAGE_CACHE_DIR"])
+    assert not list(cache_dir.glob("steelkit-images-*")), "a complete run removes its cache"
 
 
 def test_outputs_say_how_they_were_made(mini, tmp_path):

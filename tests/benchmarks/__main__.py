@@ -8,7 +8,8 @@ reference for memory), ``target`` and ``ok``.
 import importlib
 import sys
 
-MODULES = ["bench_rle", "bench_postprocess", "bench_thresholds", "bench_resolution", "bench_predict_memory"]
+MODULES = ["bench_loader", "bench_rle", "bench_postprocess", "bench_thresholds", "bench_resolution",
+           "bench_predict_memory"]
 
 
 def main(names: list[str]) -> int:
