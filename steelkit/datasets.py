@@ -1,10 +1,10 @@
 """Torch datasets over the canonical table: training rows (with pseudo-label rows), and test images.
 
-Items are dicts of tensors: ``image`` (H, W, C) uint8 (C = 1 for grayscale images), ``mask`` (H, W) uint8 with
-bit k - 1 set for class k (``model_input`` makes the model's input and the (4, H, W) targets on the device),
-``labels`` (4,) uint8 presence derived from the (augmented, cropped) mask, ``pseudo`` bool, ``index``. A training dataset is indexed by
-``(epoch, index)`` keys (``EpochSampler``): the item's augmentation is drawn from that key and the recipe's
-seed alone.
+Items are dicts of tensors: ``image`` (H, W, C) uint8 (C = 1 for grayscale images), ``mask`` (H, W) uint8
+with bit k - 1 set for class k (``model_input`` makes the model's input and the (4, H, W) targets on the
+device), ``labels`` (4,) uint8 presence derived from the (augmented, cropped) mask, ``pseudo`` bool,
+``index``. A training dataset is indexed by ``(epoch, index)`` keys (``EpochSampler``): the item's
+augmentation is drawn from that key and the recipe's seed alone.
 """
 
 from __future__ import annotations
