@@ -127,9 +127,9 @@ class ImageCache:
 
     def _store(self, slot: int) -> np.ndarray:
         image = decode_image(self.paths[slot], self.channels == 1)
-        if image.shape != self._pixels.shape[1:]:
-            raise ValueError(f"image {self.paths[slot]}: {image.shape[0]}x{image.shape[1]}x{image.shape[2]}, "
-                             f"expected {self.shape[0]}x{self.shape[1]}x{self.channels}")
+        if image.shape[:2] != self.shape:  # the channels are the decode's: 1 or 3 as asked
+            raise ValueError(f"image {self.paths[slot]}: {image.shape[0]}x{image.shape[1]}, "
+                             f"expected {self.shape[0]}x{self.shape[1]}")
         self._pixels[slot] = image
         self._flags[slot] = 1  # after the pixels: a reader that sees the flag sees them
         return image
