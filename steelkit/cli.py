@@ -33,13 +33,29 @@ def _shape_near(path: Path, given: tuple[int, int] | None) -> tuple[int, int]:
 
 
 def cmd_synth(args) -> int:
-    from steelkit import synthetic
+    import tempfile
 
+    from steelkit import realism, synthetic
+
+    if args.out is None and not args.compare:
+        raise ValueError("name the folder to write the competition to (OUT), or --compare REAL_DIR")
+    if args.compare and not Path(args.compare).is_dir():
+        raise FileNotFoundError(f"--compare {args.compare}: no such folder of real images")
     config = synthetic.SynthConfig(n_train=args.train, n_test=args.test, seed=args.seed,
                                    height=args.shape[0], width=args.shape[1], train_schema=args.schema)
-    out = synthetic.make(args.out, config, replace=args.replace)
-    print(f"wrote a synthetic competition to {out}: {args.train} train and {args.test} test images of "
-          f"{config.height}x{config.width}; hidden truth in {out / 'test_truth.csv'}")
+    with tempfile.TemporaryDirectory() as scratch:
+        out = synthetic.make(args.out or Path(scratch) / "synthetic", config, replace=args.replace)
+        if args.out is not None:
+            print(f"wrote a synthetic competition to {out}: {args.train} train and {args.test} test images of "
+                  f"{config.height}x{config.width}; hidden truth in {out / 'test_truth.csv'}")
+        if args.compare:
+            ours = realism.folder_statistics(out / "train_images", out / "train.csv")
+            real = realism.folder_statistics(args.compare, args.labels)
+            print(f"{args.train} synthetic training images (seed {args.seed}) against the "
+                  f"{len(real['intensity std'])} real images of {args.compare}"
+                  + (f" labelled by {args.labels}" if args.labels else " (no labels given: texture only)")
+                  + "; distance: two-sample Kolmogorov-Smirnov (shares: their difference)\n")
+            print(realism.format_table(realism.compare(ours, real)))
     return 0
 
 
@@ -206,14 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m steelkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write a synthetic mini-competition in the Kaggle layout")
-    p.add_argument("out")
+    p = sub.add_parser("synth", help="write a synthetic mini-competition in the Kaggle layout, or compare one "
+                                     "with real images")
+    p.add_argument("out", nargs="?", help="the folder to write it to (optional with --compare)")
     p.add_argument("--train", type=int, default=200)
     p.add_argument("--test", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shape", type=_shape, default=rle_lib.DEFAULT_SHAPE, help="HEIGHTxWIDTH (default 256x1600)")
     p.add_argument("--schema", choices=("long", "wide"), default="long", help="schema of train.csv and the sample")
     p.add_argument("--replace", action="store_true", help="replace a competition already in OUT, whole")
+    p.add_argument("--compare", metavar="REAL_DIR", help="print the realism table of the synthetic training "
+                   "images against this folder of real images")
+    p.add_argument("--labels", metavar="CSV", help="with --compare: the real images' train.csv (either schema), "
+                   "for the defect statistics")
     p.set_defaults(run=cmd_synth)
 
     p = sub.add_parser("score", help="Kaggle mean Dice of a submission against the truth (either schema)")

@@ -4,11 +4,15 @@
 defect rows only), ``sample_submission.csv`` (today's schema, one row per test image) and, beside them,
 ``test_truth.csv``: the hidden truth of the test images in the wide schema (every pair explicit).
 
-The class balance follows the real data (COMPETITION.md): about 47% of images defect-free, class 3 by
-far the most common, class 2 the rarest, a few images with two classes, never 1 and 4 together. Each
-class has its own look: class 1 clusters of small bright pits, class 2 short thin dark marks, class 3
-long scratches and patches, class 4 large dark blotches. Labels are coarse polygons drawn around the
-defect, as the real annotators' are.
+The classes present follow the real train set (``statistics.md``): its sets of classes in their real shares
+(never 1 and 4 together), ``empty_fraction`` of the images defect-free. The sheets look like steel: a
+brightness from dark to bright, uneven lighting, broad mottling, tall streaks and rolling marks along the
+columns, stains, fine grain, and on a fifth of the images a dark band past the sheet's edge. Each class's
+mask draws its total area and its number of components from the real percentiles (class 3 and 4 regions up
+to about 100,000 px of a 256 x 1600 image), class 2 thin and tall, class 4 large and dark; the defects are
+drawn into the sheet's own texture (a smeared, blotchy change of its intensity) and labelled by coarse
+outlines around them, never past the sheet's edge. ``steelkit synth --compare REAL_DIR`` measures how close
+it comes (``steelkit.realism``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ from steelkit import rle as rle_lib
 from steelkit.competition import CLASSES, RLE_COLUMNS
 
 REAL_CLASS_ROWS = np.array([897, 247, 5150, 801], dtype=np.float64)  # defect rows per class, train.csv
+# images of the real train set per set of classes present (statistics.md; the two with three classes left out)
+REAL_COMBINATIONS = {(): 5902, (1,): 767, (2,): 193, (3,): 4757, (4,): 516, (1, 2): 37, (1, 3): 93, (2, 3): 16,
+                     (2, 4): 1, (3, 4): 284}
+PERCENTS = (0.05, 0.25, 0.50, 0.75, 0.95)
+# the real masks' 5 / 25 / 50 / 75 / 95th percentiles (statistics.md): area in px of 256 x 1600, components
+REAL_AREAS = {1: (798, 1762, 3326, 5795, 11502), 2: (989, 1948, 2944, 4338, 7138),
+              3: (1829, 5054, 11954, 29030, 94007), 4: (5115, 13114, 25357, 45221, 98530)}
+REAL_COMPONENTS = {1: (1, 1, 2, 5, 11), 2: (1, 1, 1, 2, 2), 3: (1, 1, 2, 4, 7), 4: (1, 1, 2, 3, 6)}
+DARK_BAND_SHARE = 0.2  # real images with a dark off-sheet band at the left or right edge
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,6 @@ class SynthConfig:
     width: int = 1600
     seed: int = 0
     empty_fraction: float = 0.47
-    second_class_fraction: float = 0.06
     train_schema: str = "long"  # or "wide": the schema train.csv and sample_submission.csv are written in
 
     def __post_init__(self):
@@ -52,97 +64,183 @@ class SynthConfig:
 
 
 def draw_classes(n_images: int, rng: np.random.Generator, config: SynthConfig) -> list[tuple[int, ...]]:
-    """The classes present on each of ``n_images``, with the real balance; every class at least once
-    when there are at least four defective images."""
+    """The classes present on each of ``n_images``: the real sets of classes in their real shares (never 1
+    and 4 together), ``empty_fraction`` of the images defect-free; every class at least once when there are
+    at least four defective images."""
     n_defective = n_images - int(round(n_images * config.empty_fraction))
-    probs = REAL_CLASS_ROWS / REAL_CLASS_ROWS.sum()
-    chosen: list[tuple[int, ...]] = []
-    for i in range(n_defective):
-        first = CLASSES[i] if n_defective >= 4 and i < 4 else int(rng.choice(CLASSES, p=probs))
-        classes = {first}
-        if rng.random() < config.second_class_fraction:
-            others = [c for c in CLASSES if c != first and {c, first} != {1, 4}]
-            weights = REAL_CLASS_ROWS[[c - 1 for c in others]]
-            classes.add(int(rng.choice(others, p=weights / weights.sum())))
-        chosen.append(tuple(sorted(classes)))
+    sets = [c for c in REAL_COMBINATIONS if c]
+    weights = np.array([REAL_COMBINATIONS[c] for c in sets], dtype=np.float64)
+    chosen = [sets[i] for i in rng.choice(len(sets), size=n_defective, p=weights / weights.sum())]
+    if n_defective >= 4:
+        for class_id in CLASSES:  # a class the draw missed replaces a single-class image of the commonest class
+            if not any(class_id in c for c in chosen):
+                at = next(i for i, c in enumerate(chosen) if len(c) == 1 and sum(class_id in d for d in chosen) == 0
+                          and sum(c == d for d in chosen) > 1)
+                chosen[at] = (class_id,)
     chosen += [()] * (n_images - n_defective)
     order = rng.permutation(n_images)
     return [chosen[i] for i in order]
 
 
+def from_percentiles(percentiles, rng: np.random.Generator, log: bool = True) -> float:
+    """A draw from the distribution whose 5 / 25 / 50 / 75 / 95th percentiles are ``percentiles``: its
+    quantile function interpolated between them (in logs for areas), the tails extended at the slope of the
+    outer intervals to the 1st and 99th."""
+    values = np.log(percentiles) if log else np.asarray(percentiles, dtype=np.float64)
+    low = values[0] - (values[1] - values[0]) * 0.04 / 0.20
+    high = values[-1] + (values[-1] - values[-2]) * 0.04 / 0.20
+    x = rng.uniform(0.01, 0.99)
+    value = float(np.interp(x, (0.01, *PERCENTS, 0.99), (low, *values, high)))
+    return float(np.exp(value)) if log else value
+
+
+def _field(height: int, width: int, cells: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Smooth noise of unit standard deviation: ``cells`` (rows, columns) of normal values, upsampled."""
+    coarse = rng.standard_normal(cells, dtype=np.float32)
+    field = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    return field / max(float(field.std()), 1e-6)
+
+
 def background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """A steel-like (H, W) float32 background: grey level, rolling streaks along the width, noise."""
-    base = rng.uniform(85, 135)
-    streaks = cv2.GaussianBlur(rng.normal(0, 6, (1, width)).astype(np.float32), (0, 0), sigmaX=4)
-    rows = cv2.GaussianBlur(rng.normal(0, 4, (height, 1)).astype(np.float32), (0, 0), sigmaX=8)
-    noise = rng.normal(0, 5, (height, width)).astype(np.float32)
-    return base + streaks + rows + noise
+    """A steel-like (H, W) float32 sheet: a brightness from dark to bright, large-scale mottling and stains,
+    rolling marks along the columns at several widths, and fine grain at a strength of its own."""
+    level = from_percentiles((62, 85, 99, 113, 133), rng, log=False)
+    strength = from_percentiles((16, 27, 36, 47, 68), rng)  # the large-scale texture's standard deviation
+    image = np.full((height, width), level, np.float32)
+    image += strength * 0.45 * _field(height, width, (2, 3), rng)  # uneven lighting across the sheet
+    image += strength * 0.45 * _field(height, width, (4, 25), rng)  # broad mottling
+    image += strength * 0.3 * _field(height, width, (3, 120), rng)  # tall streaks along the rolling direction
+    columns = sum(cv2.GaussianBlur(rng.standard_normal((1, width), dtype=np.float32), (0, 0), sigma)[0] * gain
+                  for sigma, gain in ((0.8, 1.0), (4.0, 2.5), (20.0, 4.0)))
+    image += strength / 6 * columns[None, :] * (0.6 + 0.4 * _field(height, width, (3, 10), rng))  # rolling marks
+    small = (max(1, height // 8), max(1, width // 8))
+    stains = np.zeros(small, np.float32)
+    yy, xx = np.ogrid[:small[0], :small[1]]
+    for _ in range(int(rng.integers(0, 4))):  # stains: large soft blotches, darker or brighter
+        cx, cy = rng.uniform(0, small[1]), rng.uniform(0, small[0])
+        ax, ay = rng.uniform(0.03, 0.2) * small[1], rng.uniform(0.2, 0.8) * small[0]
+        blotch = np.exp(-(((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2))
+        stains += rng.choice([-1.0, 1.0]) * rng.uniform(8, 25) * blotch
+    image += cv2.resize(stains, (width, height), interpolation=cv2.INTER_LINEAR)
+    grain = from_percentiles((1.5, 5.5, 10.7, 15.7, 23.0), rng)  # fine texture (the gradient's strength)
+    noise = rng.standard_normal((height, width), dtype=np.float32)
+    image += grain * cv2.GaussianBlur(noise, (0, 0), sigmaX=0.6, sigmaY=1.2) * 1.6
+    return image
 
 
-def _coarse_polygon(region: np.ndarray, margin: int, scale: float) -> np.ndarray:
-    """The annotator's view of a defect: a coarse polygon around the dilated region, filled."""
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
-    grown = cv2.dilate(region, kernel)
-    contours, _ = cv2.findContours(grown, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    label = np.zeros_like(region)
-    polygons = [cv2.approxPolyDP(c, max(1.0, 3 * scale), True) for c in contours]
-    cv2.fillPoly(label, polygons, 1)
-    return label
+def sheet_columns(width: int, rng: np.random.Generator) -> tuple[int, int, int]:
+    """The sheet's columns [first, last) and which side a dark off-sheet band is on (0: none, -1: left, 1:
+    right): a quarter of the images see past the sheet's edge, a band from a sliver to most of the image."""
+    if rng.random() >= DARK_BAND_SHARE:
+        return 0, width, 0
+    share = from_percentiles((0.03, 0.1, 0.4, 0.9, 0.97), rng)
+    band = int(min(max(share, 0.02), 0.97) * width)
+    return (band, width, -1) if rng.random() < 0.5 else (0, width - band, 1)
 
 
-def _random_polygon(center, radius: float, rng: np.random.Generator, n: int = 10) -> np.ndarray:
-    angles = np.sort(rng.uniform(0, 2 * np.pi, n))
-    radii = radius * rng.uniform(0.55, 1.0, n)
-    points = np.stack([center[0] + radii * np.cos(angles), center[1] + radii * np.sin(angles) * 0.6], axis=1)
+def dark_band(image: np.ndarray, first: int, last: int, side: int, rng: np.random.Generator) -> None:
+    """Black out, in place, the columns past the sheet's edge (a slowly wavy line with a bright rim)."""
+    if side == 0:
+        return
+    height, width = image.shape
+    wobble = cv2.resize(rng.standard_normal((4, 1), dtype=np.float32), (1, height), interpolation=cv2.INTER_CUBIC)
+    edge = (first if side < 0 else last) + (wobble[:, 0] * 2).round().astype(int)
+    columns = np.arange(width)[None, :]
+    outside = columns < edge[:, None] if side < 0 else columns >= edge[:, None]
+    distance = np.abs(columns - edge[:, None]).astype(np.float32)
+    image += rng.uniform(10, 40) * np.exp(-distance / 2.5) * ~outside  # the lit rim of the sheet's edge
+    image[outside] = rng.uniform(3, 14) + 1.5 * rng.standard_normal(int(outside.sum()), dtype=np.float32)
+
+
+def _outline(center: tuple[float, float], axes: tuple[float, float], rng: np.random.Generator,
+             roughness: float) -> np.ndarray:
+    """A coarse polygon (an annotator's outline) around an ellipse of ``axes`` with a wavy radius."""
+    n = 16
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False) + rng.uniform(0, 2 * np.pi / n)
+    radius = 1 + sum(rng.uniform(-roughness, roughness) / k * np.cos(k * angles + rng.uniform(0, 2 * np.pi))
+                     for k in (2, 3, 4))
+    points = np.stack([center[0] + axes[0] * radius * np.cos(angles), center[1] + axes[1] * radius * np.sin(angles)], 1)
     return points.round().astype(np.int32)
 
 
-def draw_defect(class_id: int, height: int, width: int, rng: np.random.Generator):
-    """One defect of ``class_id``: (region (H, W) uint8, intensity change float, label (H, W) uint8)."""
-    scale = height / 256
-    region = np.zeros((height, width), dtype=np.uint8)
-    cx, cy = rng.uniform(0.05, 0.95) * width, rng.uniform(0.15, 0.85) * height
-    if class_id == 1:  # a cluster of small bright pits
-        spread = rng.uniform(10, 25) * scale
-        for _ in range(rng.integers(6, 16)):
-            x, y = cx + rng.normal(0, spread), cy + rng.normal(0, spread * 0.7)
-            cv2.circle(region, (int(x), int(y)), max(1, int(rng.uniform(1.5, 4) * scale)), 1, -1)
-        delta, margin = rng.uniform(45, 70), int(6 * scale) + 1
-    elif class_id == 2:  # short thin dark marks, roughly vertical
-        for _ in range(rng.integers(1, 4)):
-            length = rng.uniform(20, 50) * scale
-            angle = rng.normal(np.pi / 2, 0.3)
-            x0, y0 = cx + rng.normal(0, 8 * scale), cy
-            x1, y1 = x0 + length * np.cos(angle), y0 + length * np.sin(angle)
-            cv2.line(region, (int(x0), int(y0)), (int(x1), int(y1)), 1, max(1, int(2 * scale)))
-        delta, margin = -rng.uniform(50, 70), int(4 * scale) + 1
-    elif class_id == 3 and rng.random() < 0.6:  # a long scratch along the rolling direction
-        length = rng.uniform(0.15, 0.5) * width
-        x = np.linspace(cx - length / 2, cx + length / 2, 12)
-        y = cy + np.cumsum(rng.normal(0, 3 * scale, 12))
-        cv2.polylines(region, [np.stack([x, y], 1).astype(np.int32)], False, 1, max(2, int(rng.uniform(3, 7) * scale)))
-        delta, margin = -rng.uniform(40, 60), int(5 * scale) + 1
-    elif class_id == 3:  # a patch
-        cv2.fillPoly(region, [_random_polygon((cx, cy), rng.uniform(25, 70) * scale, rng)], 1)
-        delta, margin = -rng.uniform(30, 45), int(3 * scale) + 1
-    else:  # class 4: a large dark blotch
-        cv2.fillPoly(region, [_random_polygon((cx, cy), rng.uniform(60, 130) * scale, rng, n=14)], 1)
-        delta, margin = -rng.uniform(60, 85), int(4 * scale) + 1
-    return region, delta, _coarse_polygon(region, margin, scale)
+# per class: the outline's width / height, its roughness, the share of the outline the defect fills, the grain of
+# that fill (blur sigma of the noise it is cut from, px of a 256-high image) and how much taller than wide its
+# smear is, the intensity change (sign: -1 darker, 0 either; range)
+LOOKS = {1: dict(aspect=(0.6, 2.0), rough=0.35, fill=(0.12, 0.3), grain=1.0, smear=1.5, change=(-1, 35, 70)),
+         2: dict(aspect=(0.05, 0.25), rough=0.2, fill=(0.2, 0.45), grain=0.8, smear=4.0, change=(-1, 35, 65)),
+         3: dict(aspect=(0.15, 3.0), rough=0.4, fill=(0.3, 0.7), grain=1.5, smear=5.0, change=(0, 20, 50)),
+         4: dict(aspect=(0.5, 3.0), rough=0.45, fill=(0.55, 0.85), grain=2.5, smear=2.0, change=(-1, 40, 75))}
+
+
+def draw_defect(class_id: int, height: int, width: int, rng: np.random.Generator, sheet: tuple[int, int] = None,
+                area: float | None = None):
+    """One defect region of ``class_id`` inside the sheet's columns: (appearance (H, W) float32 in [0, 1], the
+    intensity change at full appearance, label (H, W) uint8 outline). ``area``: the outline's pixels (default:
+    drawn from the real class's areas, scaled to this image size)."""
+    first, last = sheet or (0, width)
+    look = LOOKS[class_id]
+    scale = height * width / (256 * 1600)
+    area = area or from_percentiles(REAL_AREAS[class_id], rng) * scale
+    aspect = float(np.exp(rng.uniform(*np.log(look["aspect"]))))
+    half_h = min(np.sqrt(area / (np.pi * aspect)), height * 0.55)
+    half_w = min(area / (np.pi * half_h), (last - first) * 0.5)
+    cx = rng.uniform(first + half_w, max(first + half_w, last - half_w))  # the outline inside the sheet
+    cy = rng.uniform(half_h, max(half_h, height - half_h))
+    label = np.zeros((height, width), np.uint8)
+    outline = _outline((cx, cy), (half_w, half_h), rng, look["rough"])
+    cv2.fillPoly(label, [outline], 1)
+    label[:, :first], label[:, last:] = 0, 0  # never past the sheet's edge
+    drawn = int(cv2.countNonZero(label))
+    if 0 < drawn < 0.85 * area:  # clipped by the image's or the sheet's edges: grown once to make up for it
+        grow = min(np.sqrt(area / drawn), 2.0)
+        outline = ((outline - (cx, cy)) * grow + (cx, cy)).round().astype(np.int32)
+        label[:] = 0
+        cv2.fillPoly(label, [outline], 1)
+        label[:, :first], label[:, last:] = 0, 0
+    appearance = np.zeros((height, width), np.float32)
+    ys, xs = np.nonzero(label)
+    if not len(ys):
+        return appearance, 0.0, label
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    box = label[top:bottom, left:right].astype(np.float32)
+    sigma = max(0.6, look["grain"] * height / 256)
+    cut = cv2.GaussianBlur(rng.standard_normal(box.shape, dtype=np.float32), (0, 0), sigmaX=sigma,
+                           sigmaY=sigma * look["smear"])  # smeared along the rolling direction
+    if class_id == 2:  # thin and tall: the fill follows a few vertical lines
+        lines = np.zeros(box.shape[1], np.float32)
+        lines[rng.integers(0, box.shape[1], size=int(rng.integers(1, 4)))] = 3.0
+        cut += cv2.GaussianBlur(lines[None, :], (0, 0), 1.0) * 3
+    inner = cv2.erode(box, np.ones((3, 3), np.uint8), iterations=max(1, int(2 * height / 256)))
+    keep = np.quantile(cut[box > 0], 1 - rng.uniform(*look["fill"]))
+    patch = np.clip((cut - keep) / max(float(cut.std()), 1e-6) * 2, 0, 1) * np.maximum(inner, 0.25 * box)
+    appearance[top:bottom, left:right] = cv2.GaussianBlur(patch, (0, 0), 0.7) * box  # inside its outline
+    sign, low, high = look["change"]
+    change = rng.uniform(low, high) * (sign or rng.choice([-1.0, 1.0]))
+    return appearance, float(change), label
 
 
 def render(classes: tuple[int, ...], height: int, width: int, rng: np.random.Generator):
-    """One image with the given defect classes: ((H, W, 3) uint8, (4, H, W) uint8 labels)."""
+    """One image with the given defect classes: ((H, W, 3) uint8, (4, H, W) uint8 labels, the sheet's columns
+    [first, last)). Each class's mask
+    holds a number of components and a total area drawn from the real ones; the defects change the sheet's
+    own texture (darker or brighter by a share of it), the labels outline them coarsely."""
     image = background(height, width, rng)
+    first, last, side = sheet_columns(width, rng)
     labels = np.zeros((len(CLASSES), height, width), dtype=np.uint8)
+    scale = height * width / (256 * 1600)
     for class_id in classes:
-        for _ in range(2 if class_id == 3 and rng.random() < 0.3 else 1):
-            region, delta, label = draw_defect(class_id, height, width, rng)
-            texture = rng.normal(1.0, 0.15, (height, width)).astype(np.float32)
-            image += cv2.GaussianBlur(region.astype(np.float32), (3, 3), 0) * delta * texture
+        total = from_percentiles(REAL_AREAS[class_id], rng) * scale
+        pieces = max(1, int(round(from_percentiles(REAL_COMPONENTS[class_id], rng, log=False))))
+        shares = rng.dirichlet(np.full(pieces, 1.5))
+        for share in shares:
+            appearance, change, label = draw_defect(class_id, height, width, rng, (first, last), total * share)
+            x, y, w, h = cv2.boundingRect(label)  # the change is drawn into the sheet's own texture there
+            window = image[y:y + h, x:x + w]
+            window += appearance[y:y + h, x:x + w] * change * np.clip(window / 100, 0.4, 1.6)
             labels[class_id - 1] |= label
+    dark_band(image, first, last, side, rng)
     gray = np.clip(image, 0, 255).astype(np.uint8)
-    return np.repeat(gray[:, :, None], 3, axis=2), labels
+    return np.repeat(gray[:, :, None], 3, axis=2), labels, (first, last)
 
 
 def _image_ids(n: int, rng: np.random.Generator, taken: set[str]) -> list[str]:
@@ -160,7 +258,7 @@ def _write_images(folder: Path, ids: list[str], classes: list[tuple[int, ...]], 
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for image_id, present in zip(ids, classes):
-        image, labels = render(present, config.height, config.width, rng)
+        image, labels, _ = render(present, config.height, config.width, rng)
         if not cv2.imwrite(str(folder / image_id), image, [cv2.IMWRITE_JPEG_QUALITY, 92]):
             raise OSError(f"could not write {folder / image_id}")
         rows.append({"ImageId": image_id, **{col: rle_lib.encode(m) for col, m in zip(RLE_COLUMNS, labels)}})

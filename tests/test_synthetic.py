@@ -1,7 +1,8 @@
+import cv2
 import numpy as np
 import pytest
 
-from steelkit import competition, synthetic
+from steelkit import competition, realism, synthetic
 
 
 def test_layout(mini):
@@ -11,16 +12,16 @@ def test_layout(mini):
     assert len(list((mini / "test_images").glob("*.jpg"))) == 8
 
 
-def test_real_class_balance():
+def test_the_real_presence_shares_and_co_occurrences():
     rng = np.random.default_rng(0)
-    classes = synthetic.draw_classes(4000, rng, synthetic.SynthConfig())
-    empty = np.mean([len(c) == 0 for c in classes])
-    counts = np.array([sum(k in c for c in classes) for k in (1, 2, 3, 4)])
-    assert empty == pytest.approx(0.47, abs=0.01)
-    assert counts.argmax() == 2 and counts.argmin() == 1  # class 3 most common, class 2 rarest
-    assert counts[2] > 3 * counts[[0, 1, 3]].max()
-    assert not any({1, 4} <= set(c) for c in classes)
-    assert 0.02 < np.mean([len(c) > 1 for c in classes]) < 0.06
+    classes = synthetic.draw_classes(20000, rng, synthetic.SynthConfig())
+    shares = np.array([np.mean([k in c for c in classes]) for k in (1, 2, 3, 4)])
+    np.testing.assert_allclose(shares, [0.071, 0.020, 0.410, 0.064], atol=0.01)  # statistics.md
+    assert np.mean([len(c) == 0 for c in classes]) == pytest.approx(0.47, abs=0.005)
+    assert not any({1, 4} <= set(c) for c in classes), "never 1 and 4 together"
+    assert np.mean([len(c) > 1 for c in classes]) == pytest.approx(425 / 12568, abs=0.006)
+    pairs = {pair: sum(c == pair for c in classes) for pair in [(1, 2), (1, 3), (2, 3), (3, 4)]}
+    assert max(pairs, key=pairs.get) == (3, 4) and pairs[(1, 3)] > pairs[(1, 2)] > pairs[(2, 3)]
 
 
 def test_small_sets_still_hold_every_class(mini):
@@ -28,27 +29,86 @@ def test_small_sets_still_hold_every_class(mini):
     assert competition.presence(table).any(axis=0).all()
 
 
-def test_defect_sizes_differ_per_class_as_the_real_ones_do():
-    rng = np.random.default_rng(1)
-    areas = {c: np.median([synthetic.draw_defect(c, 256, 1600, rng)[2].sum() for _ in range(40)]) for c in (1, 2, 3, 4)}
-    assert areas[2] < areas[1] < areas[4] and areas[2] < areas[3] < areas[4]
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """300 training images of 64 x 400 (areas and components are scale-free) and their statistics."""
+    out = synthetic.make(tmp_path_factory.mktemp("synthetic"),
+                         synthetic.SynthConfig(n_train=300, n_test=1, height=64, width=400, seed=5))
+    return realism.folder_statistics(out / "train_images", out / "train.csv")
 
 
-def test_labels_cover_the_defect_and_are_coarse():
-    rng = np.random.default_rng(2)
-    for class_id in (1, 2, 3, 4):
-        region, _, label = synthetic.draw_defect(class_id, 128, 800, rng)
-        assert label[region > 0].all(), "the polygon covers every defect pixel"
-        assert label.sum() > region.sum()
+def test_defect_areas_and_components_follow_the_real_percentiles(generated):
+    for k, percentiles in synthetic.REAL_AREAS.items():
+        p50 = percentiles[2]
+        areas = generated[f"area {k}"]
+        assert len(areas) >= 4, f"class {k}"
+        assert 0.5 * p50 <= np.median(areas) <= 1.6 * p50, f"class {k} median area {np.median(areas):.0f} vs {p50}"
+    for k in (3, 4):  # the long tails: regions of tens of thousands of pixels
+        assert np.percentile(generated[f"area {k}"], 95) > 40_000, f"class {k}"
+    assert np.median(generated["area 2"]) < np.median(generated["area 3"]) < np.median(generated["area 4"])
+    assert np.percentile(generated["components 1"], 75) >= 2 and np.percentile(generated["components 3"], 75) >= 2
+    assert np.percentile(generated["components 2"], 95) <= 3, "class 2: one or two thin marks"
 
 
-def test_seed_and_size(tmp_path):
-    config = synthetic.SynthConfig(n_train=5, n_test=3, height=32, width=96, seed=11)
+@pytest.fixture(scope="module")
+def full_size(tmp_path_factory):
+    """80 training images of 256 x 1600, where the fine texture's statistic (a gradient) is defined."""
+    out = synthetic.make(tmp_path_factory.mktemp("full-size"),
+                         synthetic.SynthConfig(n_train=80, n_test=1, seed=6))
+    return realism.folder_statistics(out / "train_images")
+
+
+def test_texture_follows_the_real_distributions(full_size):
+    generated = full_size
+    real = {"mean intensity": (9.6, 91.1, 132.8), "intensity std": (15.2, 30.2, 54.9),  # 5%, median, 95%
+            "16 x 100 downscale std": (12.8, 28.0, 54.1), "mean Sobel gradient": (5.4, 34.2, 64.0)}
+    for name, (low, median, high) in real.items():
+        ours = np.percentile(generated[name], [5, 50, 95])
+        assert 0.75 * median <= ours[1] <= 1.25 * median, f"{name}: median {ours[1]:.1f} vs {median}"
+        assert ours[0] < (low + median) / 2 and ours[2] > (median + high) / 2, f"{name}: {ours} spread as {low}-{high}"
+    assert 0.12 <= generated["dark band"].mean() <= 0.35, "about a quarter of the sheets show their edge"
+
+
+def test_labels_outline_the_drawn_defects_inside_the_sheet():
+    rng = np.random.default_rng(3)
+    gaps, banded = [], 0
+    for _ in range(40):
+        image, labels, (first, last) = synthetic.render((3, 4), 128, 800, rng)
+        gray = image[:, :, 0].astype(np.float32)
+        assert not labels[:, :, :first].any() and not labels[:, :, last:].any(), "a mask past the sheet's edge"
+        banded += (first, last) != (0, 800)
+        mask = labels[3].astype(bool)
+        ring = cv2.dilate(labels[3], np.ones((15, 15), np.uint8)).astype(bool) & ~mask
+        ring[:, :first], ring[:, last:] = False, False
+        if mask.any() and ring.any():
+            gaps.append(gray[ring].mean() - gray[mask].mean())
+    assert banded >= 2, "the test saw sheets with a dark band"
+    assert np.median(gaps) > 8, f"class 4 is darker than around it by {np.median(gaps):.1f} grey levels"
+    appearance, change, label = synthetic.draw_defect(4, 256, 1600, np.random.default_rng(4))
+    assert change < 0 and label[appearance > 0].all(), "every changed pixel lies inside its outline"
+
+
+@pytest.mark.parametrize("shape", [(64, 400), (128, 800), (256, 1600), (32, 96)])
+def test_the_same_seed_gives_the_same_competition_at_every_size(tmp_path, shape):
+    config = synthetic.SynthConfig(n_train=4, n_test=2, height=shape[0], width=shape[1], seed=11)
     a, b = synthetic.make(tmp_path / "a", config), synthetic.make(tmp_path / "b", config)
     assert (a / "train.csv").read_text() == (b / "train.csv").read_text()
-    assert competition.image_shape(a) == (32, 96)
+    for name in sorted(p.name for p in (a / "train_images").iterdir()):
+        assert (a / "train_images" / name).read_bytes() == (b / "train_images" / name).read_bytes()
+    assert competition.image_shape(a) == shape
     sample = (a / "sample_submission.csv").read_text().splitlines()
-    assert sample[0] == "ImageId,EncodedPixels,ClassId" and sample[1].endswith(",1 3072,0")
+    assert sample[0] == "ImageId,EncodedPixels,ClassId" and sample[1].endswith(f",1 {shape[0] * shape[1]},0")
+
+
+def test_the_realism_report_compares_like_with_like(tmp_path):
+    same = {"mean intensity": np.arange(10.0), "dark band": np.zeros(10, bool)}
+    other = {"mean intensity": np.arange(10.0) + 100, "dark band": np.ones(10, bool)}
+    assert realism.ks_distance(same["mean intensity"], same["mean intensity"]) == 0
+    assert realism.ks_distance(same["mean intensity"], other["mean intensity"]) == 1
+    rows = {r["statistic"]: r for r in realism.compare(same, other)}
+    assert rows["mean intensity"]["distance"] == 1 and rows["share with a dark band"]["distance"] == 1
+    assert "| mean intensity | 4.5 (0.5-8.5) | 104 (100-109) | 10 / 10 | 1.00 |" in realism.format_table(
+        realism.compare(same, other))
 
 
 def test_config_is_checked():
