@@ -41,8 +41,8 @@ def cmd_synth(args) -> int:
         raise ValueError("name the folder to write the competition to (OUT), or --compare REAL_DIR")
     if args.compare and not Path(args.compare).is_dir():
         raise FileNotFoundError(f"--compare {args.compare}: no such folder of real images")
-    config = synthetic.SynthConfig(n_train=args.train, n_test=args.test, seed=args.seed,
-                                   height=args.shape[0], width=args.shape[1], train_schema=args.schema)
+    config = synthetic.SynthConfig(n_train=args.train, n_test=args.test, seed=args.seed, height=args.shape[0],
+                                   width=args.shape[1], train_schema=args.schema, texture=args.texture)
     with tempfile.TemporaryDirectory() as scratch:
         out = synthetic.make(args.out or Path(scratch) / "synthetic", config, replace=args.replace)
         if args.out is not None:
@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=_shape, default=rle_lib.DEFAULT_SHAPE, help="HEIGHTxWIDTH (default 256x1600)")
     p.add_argument("--schema", choices=("long", "wide"), default="long", help="schema of train.csv and the sample")
     p.add_argument("--replace", action="store_true", help="replace a competition already in OUT, whole")
+    p.add_argument("--texture", type=float, default=1.0, help="the sheets' texture: 1 = the real sheets' "
+                   "(default), lower = calmer")
     p.add_argument("--compare", metavar="REAL_DIR", help="print the realism table of the synthetic training "
                    "images against this folder of real images")
     p.add_argument("--labels", metavar="CSV", help="with --compare: the real images' train.csv (either schema), "

@@ -31,6 +31,7 @@ HEADER = 4096
 VERSION = 1
 SHARE_OF_MEMORY = 0.5  # the cache may use at most this share of the memory available when training starts
 MODES = ("auto", "on", "off")
+SHM_HEADROOM = 2 << 30  # bytes of /dev/shm left to the DataLoader's batches
 
 
 def available_memory() -> int:
@@ -191,7 +192,8 @@ def choose(mode: str, needed: int, directory: str = "") -> tuple[Path | None, st
         return None, f"image cache: off (image_cache=off): every epoch decodes its {gb} of images"
     candidates = [Path(directory)] if directory else [Path("/dev/shm"), Path(tempfile.gettempdir())]
     room = {c: shutil.disk_usage(c).free for c in candidates if c.is_dir() and os.access(c, os.W_OK)}
-    fits = [c for c, free in room.items() if free > needed * 1.05]
+    # /dev/shm also carries every batch from the DataLoader's workers: the cache leaves them room
+    fits = [c for c, free in room.items() if free > needed * 1.05 + (SHM_HEADROOM if c == Path("/dev/shm") else 0)]
     if not fits:
         return None, (f"image cache: off: {gb} of images do not fit in "
                       f"{', '.join(f'{c} ({room[c] / 1e9:.1f} GB free)' for c in room) or 'a writable folder'}")

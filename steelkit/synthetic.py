@@ -52,6 +52,7 @@ class SynthConfig:
     width: int = 1600
     seed: int = 0
     empty_fraction: float = 0.47
+    texture: float = 1.0  # the sheets' texture: 1 = the real sheets' statistics; lower = calmer (tiny models)
     train_schema: str = "long"  # or "wide": the schema train.csv and sample_submission.csv are written in
 
     def __post_init__(self):
@@ -59,6 +60,8 @@ class SynthConfig:
             raise ValueError(f"need at least one train and one test image, got {self.n_train}, {self.n_test}")
         if self.height < 32 or self.width < 32:
             raise ValueError(f"images of {self.height}x{self.width} are too small (32x32 at least)")
+        if not 0 <= self.texture <= 2:
+            raise ValueError(f"texture {self.texture}: expected 0 (flat sheets) to 2 (twice the real texture)")
         if self.train_schema not in ("long", "wide"):
             raise ValueError(f"train_schema {self.train_schema!r}: expected 'long' or 'wide'")
 
@@ -101,18 +104,19 @@ def _field(height: int, width: int, cells: tuple[int, int], rng: np.random.Gener
     return field / max(float(field.std()), 1e-6)
 
 
-def background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+def background(height: int, width: int, rng: np.random.Generator, texture: float = 1.0) -> np.ndarray:
     """A steel-like (H, W) float32 sheet: a brightness from dark to bright, large-scale mottling and stains,
-    rolling marks along the columns at several widths, and fine grain at a strength of its own."""
+    rolling marks along the columns at several widths, and fine grain at a strength of its own; ``texture``
+    scales all but the brightness (1: the real sheets')."""
     level = from_percentiles((62, 85, 99, 113, 133), rng, log=False)
-    strength = from_percentiles((16, 27, 36, 47, 68), rng)  # the large-scale texture's standard deviation
+    strength = texture * from_percentiles((15, 25, 33, 43, 64), rng)  # the large-scale texture's std
     image = np.full((height, width), level, np.float32)
-    image += strength * 0.45 * _field(height, width, (2, 3), rng)  # uneven lighting across the sheet
+    image += strength * 0.6 * _field(height, width, (2, 3), rng)  # uneven lighting across the sheet
     image += strength * 0.45 * _field(height, width, (4, 25), rng)  # broad mottling
-    image += strength * 0.3 * _field(height, width, (3, 120), rng)  # tall streaks along the rolling direction
+    image += strength * 0.15 * _field(height, width, (3, 120), rng)  # tall streaks along the rolling direction
     columns = sum(cv2.GaussianBlur(rng.standard_normal((1, width), dtype=np.float32), (0, 0), sigma)[0] * gain
                   for sigma, gain in ((0.8, 1.0), (4.0, 2.5), (20.0, 4.0)))
-    image += strength / 6 * columns[None, :] * (0.6 + 0.4 * _field(height, width, (3, 10), rng))  # rolling marks
+    image += strength / 8 * columns[None, :] * (0.6 + 0.4 * _field(height, width, (3, 10), rng))  # rolling marks
     small = (max(1, height // 8), max(1, width // 8))
     stains = np.zeros(small, np.float32)
     yy, xx = np.ogrid[:small[0], :small[1]]
@@ -120,9 +124,9 @@ def background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
         cx, cy = rng.uniform(0, small[1]), rng.uniform(0, small[0])
         ax, ay = rng.uniform(0.03, 0.2) * small[1], rng.uniform(0.2, 0.8) * small[0]
         blotch = np.exp(-(((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2))
-        stains += rng.choice([-1.0, 1.0]) * rng.uniform(8, 25) * blotch
+        stains += rng.choice([-1.0, 1.0]) * rng.uniform(8, 25) * texture * blotch
     image += cv2.resize(stains, (width, height), interpolation=cv2.INTER_LINEAR)
-    grain = from_percentiles((1.5, 5.5, 10.7, 15.7, 23.0), rng)  # fine texture (the gradient's strength)
+    grain = texture * from_percentiles((1.5, 5.5, 10.7, 15.7, 23.0), rng)  # fine texture (the gradient's)
     noise = rng.standard_normal((height, width), dtype=np.float32)
     image += grain * cv2.GaussianBlur(noise, (0, 0), sigmaX=0.6, sigmaY=1.2) * 1.6
     return image
@@ -165,11 +169,11 @@ def _outline(center: tuple[float, float], axes: tuple[float, float], rng: np.ran
 
 # per class: the outline's width / height, its roughness, the share of the outline the defect fills, the grain of
 # that fill (blur sigma of the noise it is cut from, px of a 256-high image) and how much taller than wide its
-# smear is, the intensity change (sign: -1 darker, 0 either; range)
-LOOKS = {1: dict(aspect=(0.6, 2.0), rough=0.35, fill=(0.12, 0.3), grain=1.0, smear=1.5, change=(-1, 35, 70)),
-         2: dict(aspect=(0.05, 0.25), rough=0.2, fill=(0.2, 0.45), grain=0.8, smear=4.0, change=(-1, 35, 65)),
-         3: dict(aspect=(0.15, 3.0), rough=0.4, fill=(0.3, 0.7), grain=1.5, smear=5.0, change=(0, 20, 50)),
-         4: dict(aspect=(0.5, 3.0), rough=0.45, fill=(0.55, 0.85), grain=2.5, smear=2.0, change=(-1, 40, 75))}
+# smear is, the intensity change (sign: -1 darker, 0 either; range), as visible as the real defects are
+LOOKS = {1: dict(aspect=(0.6, 2.0), rough=0.35, fill=(0.15, 0.35), grain=1.0, smear=1.5, change=(-1, 45, 85)),
+         2: dict(aspect=(0.05, 0.25), rough=0.2, fill=(0.25, 0.5), grain=0.8, smear=4.0, change=(-1, 45, 80)),
+         3: dict(aspect=(0.15, 3.0), rough=0.4, fill=(0.4, 0.75), grain=1.5, smear=5.0, change=(-1, 35, 70)),
+         4: dict(aspect=(0.5, 3.0), rough=0.45, fill=(0.6, 0.9), grain=2.5, smear=2.0, change=(-1, 50, 90))}
 
 
 def draw_defect(class_id: int, height: int, width: int, rng: np.random.Generator, sheet: tuple[int, int] = None,
@@ -212,19 +216,20 @@ def draw_defect(class_id: int, height: int, width: int, rng: np.random.Generator
         cut += cv2.GaussianBlur(lines[None, :], (0, 0), 1.0) * 3
     inner = cv2.erode(box, np.ones((3, 3), np.uint8), iterations=max(1, int(2 * height / 256)))
     keep = np.quantile(cut[box > 0], 1 - rng.uniform(*look["fill"]))
-    patch = np.clip((cut - keep) / max(float(cut.std()), 1e-6) * 2, 0, 1) * np.maximum(inner, 0.25 * box)
+    patch = np.clip((cut - keep) / max(float(cut.std()), 1e-6) * 4, 0, 1) * np.maximum(inner, 0.25 * box)
+    patch *= np.clip(0.8 + 0.35 * rng.standard_normal(box.shape, dtype=np.float32), 0, 1.5)  # a grain of its own
     appearance[top:bottom, left:right] = cv2.GaussianBlur(patch, (0, 0), 0.7) * box  # inside its outline
     sign, low, high = look["change"]
     change = rng.uniform(low, high) * (sign or rng.choice([-1.0, 1.0]))
     return appearance, float(change), label
 
 
-def render(classes: tuple[int, ...], height: int, width: int, rng: np.random.Generator):
+def render(classes: tuple[int, ...], height: int, width: int, rng: np.random.Generator, texture: float = 1.0):
     """One image with the given defect classes: ((H, W, 3) uint8, (4, H, W) uint8 labels, the sheet's columns
     [first, last)). Each class's mask
     holds a number of components and a total area drawn from the real ones; the defects change the sheet's
     own texture (darker or brighter by a share of it), the labels outline them coarsely."""
-    image = background(height, width, rng)
+    image = background(height, width, rng, texture)
     first, last, side = sheet_columns(width, rng)
     labels = np.zeros((len(CLASSES), height, width), dtype=np.uint8)
     scale = height * width / (256 * 1600)
@@ -258,7 +263,7 @@ def _write_images(folder: Path, ids: list[str], classes: list[tuple[int, ...]], 
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for image_id, present in zip(ids, classes):
-        image, labels, _ = render(present, config.height, config.width, rng)
+        image, labels, _ = render(present, config.height, config.width, rng, config.texture)
         if not cv2.imwrite(str(folder / image_id), image, [cv2.IMWRITE_JPEG_QUALITY, 92]):
             raise OSError(f"could not write {folder / image_id}")
         rows.append({"ImageId": image_id, **{col: rle_lib.encode(m) for col, m in zip(RLE_COLUMNS, labels)}})

@@ -31,10 +31,17 @@ def package_lines(executed: Path) -> list[str]:
     return [] if start is None else [line for line in lines[start:start + 8] if line.startswith(("packages", "  "))]
 
 
+# The demo's sheets carry half the real texture: its tiny models, trained from scratch on 90 images for a
+# few minutes on the CPU, stay at the all-empty score on sheets as busy as the real ones (0.848 measured)
+DEMO_TEXTURE = 0.5
+
+
 def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int] = (128, 800),
-         layout: str = "slug", wheels_from: Path | None = None, echo=print, progress=None) -> int:
+         layout: str = "slug", wheels_from: Path | None = None, echo=print, progress=None,
+         texture: float = DEMO_TEXTURE) -> int:
     """The offline rehearsal of the demo chain; returns 0 (a failing notebook raises, naming its cell).
-    ``progress`` gets what the notebooks print as they run (default: the terminal, indented)."""
+    ``progress`` gets what the notebooks print as they run (default: the terminal, indented); ``texture``
+    is the synthetic sheets' (1: the real sheets')."""
     progress = progress or _terminal
     from steelkit import metric, overlay, paths, synthetic
     from steelkit.competition import read_table
@@ -44,10 +51,10 @@ def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int]
     started = time.time()
     inputs = out / "input"
     data = synthetic.make(inputs / paths.COMPETITION_SLUG, synthetic.SynthConfig(
-        n_train=n_train, n_test=n_test, height=shape[0], width=shape[1]))
+        n_train=n_train, n_test=n_test, height=shape[0], width=shape[1], texture=texture))
     steps = len(DEMO_CHAIN) + 1
     echo(f"[0/{steps}] synthetic competition: {n_train} train, {n_test} test images of "
-         f"{shape[0]}x{shape[1]} in {data}")
+         f"{shape[0]}x{shape[1]} (texture {texture:g} of the real sheets') in {data}")
     image.ensure(echo=echo)
     wheels = staging.stage_wheels(out / "steelkit-wheels", USER, find_links=wheels_from, echo=echo)
     rehearsal.attach(inputs, "steelkit-wheels", out / "steelkit-wheels", layout, "datasets", USER)

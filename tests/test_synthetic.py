@@ -116,3 +116,5 @@ def test_config_is_checked():
         synthetic.SynthConfig(height=8)
     with pytest.raises(ValueError, match="train_schema"):
         synthetic.SynthConfig(train_schema="csv")
+    with pytest.raises(ValueError, match="texture 3"):
+        synthetic.SynthConfig(texture=3)
