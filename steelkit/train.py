@@ -240,7 +240,11 @@ def image_cache(recipe: Recipe, paths: list, shape, grayscale: bool, context, ow
         else:
             cache = imagecache.ImageCache.create(where, paths, shape, channels, owner)
             already = cache.filled()
-            seconds = cache.fill()
+            try:
+                seconds = cache.fill()
+            except ValueError:
+                cache.remove()  # bad images: nothing to resume, and no RAM held for them
+                raise
             tqdm.write(f"image cache: {len(paths)} images, {cache.bytes / 1e9:.2f} GB in {cache.path}, "
                        + (f"filled in {seconds:.1f}s" if already < len(paths) else "found filled")
                        + (f" ({already} found filled)" if 0 < already < len(paths) else ""))

@@ -69,6 +69,20 @@ def test_texture_follows_the_real_distributions(full_size):
     assert 0.12 <= generated["dark band"].mean() <= 0.35, "about a quarter of the sheets show their edge"
 
 
+def test_texture_scales_the_sheets_and_keeps_the_labels():
+    def drawn(texture):
+        return synthetic.render((3,), 128, 800, np.random.default_rng(8), texture)
+
+    (busy, busy_labels, sheet), (calm, calm_labels, calm_sheet) = drawn(1.0), drawn(0.4)
+    np.testing.assert_array_equal(busy_labels, calm_labels)
+    assert sheet == calm_sheet
+    inside = np.s_[:, sheet[0]:sheet[1]]
+    spread = [image[:, :, 0][inside].astype(np.float32).std() for image in (busy, calm)]
+    gx = [np.abs(cv2.Sobel(image[:, :, 0][inside].astype(np.float32), cv2.CV_32F, 1, 0)).mean()
+          for image in (busy, calm)]
+    assert spread[1] < 0.6 * spread[0] and gx[1] < 0.75 * gx[0], (spread, gx)
+
+
 def test_labels_outline_the_drawn_defects_inside_the_sheet():
     rng = np.random.default_rng(3)
     gaps, banded = [], 0

@@ -98,16 +98,20 @@ def test_outputs_say_how_they_were_made(mini, tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "curves drawn beside metrics.csv"
 
 
-def test_a_bad_training_image_fails_at_start_up_with_its_name(tmp_path):
+@pytest.mark.parametrize("image_cache", ["on", "off"])
+def test_a_bad_training_image_fails_at_start_up_with_its_name(tmp_path, monkeypatch, image_cache):
+    monkeypatch.setenv("STEELKIT_IMAGE_CACHE_DIR", str(tmp_path))
     data = synthetic.make(tmp_path / "data", synthetic.SynthConfig(n_train=12, n_test=2, height=64, width=320))
     named = pd.read_csv(data / "train.csv")["ImageId"].unique()  # images train.csv names must exist
     victims = [data / "train_images" / name for name in named[:2]]
     victims[0].write_bytes(b"garbage")
     victims[1].unlink()
     with pytest.raises(ValueError, match="2 of 12 training images") as info:
-        train.train(_tiny("seg-tiny", epochs=1, n_folds=3), data, tmp_path / "out", device="cpu")
+        train.train(_tiny("seg-tiny", epochs=1, n_folds=3, image_cache=image_cache), data, tmp_path / "out",
+                    device="cpu")
     assert victims[0].name in str(info.value) and victims[1].name in str(info.value)
     assert not (tmp_path / "out" / "last.pt").exists()
+    assert not list(tmp_path.glob("steelkit-images-*")), "a cache of a run that cannot start is not kept"
 
 
 def test_pseudo_label_rows_join_the_training_set(mini, tmp_path):
