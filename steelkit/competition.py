@@ -138,6 +138,14 @@ def decode_row(rles, shape: tuple[int, int]) -> np.ndarray:
     return np.stack([rle_lib.decode(r, shape) for r in rles])
 
 
+def refuse_images(problems: list[str], total: int) -> None:
+    """Raise ValueError listing (up to ten of) the ``problems`` found among ``total`` training images."""
+    if problems:
+        listed = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise ValueError(f"{len(problems)} of {total} training images cannot be used:\n  {listed}{more}")
+
+
 def decode_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
     """Read an image as uint8 (H, W, 1) luma (``grayscale``: cheaper, and exact on the competition's images
     where ``grayscale_is_exact`` says so) or (H, W, 3) RGB; a missing or unreadable file raises naming it."""

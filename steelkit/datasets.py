@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from steelkit import augment as augment_lib
 from steelkit import rle as rle_lib
-from steelkit.competition import RLE_COLUMNS, decode_image
+from steelkit.competition import RLE_COLUMNS, decode_image, refuse_images
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,7 @@ def check_images(paths: list[Path], shape: tuple[int, int], workers: int = 4, gr
         return None if found == tuple(shape) else f"image {path}: {found[0]}x{found[1]}, expected {shape[0]}x{shape[1]}"
 
     with ThreadPoolExecutor(workers) as pool:
-        problems = [p for p in pool.map(problem, paths) if p]
-    if problems:
-        listed = "\n  ".join(problems[:10])
-        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise ValueError(f"{len(problems)} of {len(paths)} training images cannot be used:\n  {listed}{more}")
+        refuse_images([p for p in pool.map(problem, paths) if p], len(paths))
 
 
 def check_labels(samples: list[Sample], shape: tuple[int, int]) -> None:

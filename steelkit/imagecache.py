@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from steelkit.competition import decode_image
+from steelkit.competition import decode_image, refuse_images
 
 HEADER = 4096
 VERSION = 1
@@ -168,11 +168,7 @@ class ImageCache:
 
         todo = np.flatnonzero(self._flags == 0).tolist()
         with ThreadPoolExecutor(workers) as pool:
-            problems = [p for p in pool.map(problem, todo) if p]
-        if problems:
-            listed = "\n  ".join(problems[:10])
-            more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-            raise ValueError(f"{len(problems)} of {len(self.paths)} training images cannot be used:\n  {listed}{more}")
+            refuse_images([p for p in pool.map(problem, todo) if p], len(self.paths))
         return time.perf_counter() - started
 
     def remove(self) -> None:
