@@ -31,23 +31,10 @@ from steelkit.augment import train_augment
 from steelkit.competition import decode_image, read_labels
 from steelkit.datasets import EpochSampler, SteelDataset, TestImages, samples_from_table, worker_init_fn
 from steelkit.recipe import preset
+from tests.benchmarks.timing import side_by_side
 
 SHAPE, CROP = (256, 1600), (256, 512)
 PRESETS = ("cls-effb1", "seg-fpn-effb3")
-
-
-def side_by_side(ours, floor, keys, repeat: int = 5) -> tuple[float, float]:
-    """Seconds per call of ``ours`` and of ``floor`` over ``keys``, best of ``repeat`` passes each, the
-    passes alternating (a quiet spell or a busy one falls on both)."""
-    ours(keys[0]), floor(keys[0])
-    best = [float("inf"), float("inf")]
-    for _ in range(repeat):
-        for slot, fn in enumerate((ours, floor)):
-            started = time.perf_counter()
-            for key in keys:
-                fn(key)
-            best[slot] = min(best[slot], time.perf_counter() - started)
-    return best[0] / len(keys), best[1] / len(keys)
 
 
 def image_sets(folder: Path) -> dict[str, tuple[Path, Path]]:

@@ -1,11 +1,11 @@
 """RLE encode and decode against the public-kernel implementations, on realistic masks."""
 
-import time
 
 import numpy as np
 
 from steelkit import rle, synthetic
 from tests.benchmarks.public_kernel import mask2rle, rle2mask
+from tests.benchmarks.timing import best_of
 
 
 def realistic_masks(n: int = 200, seed: int = 0) -> list[np.ndarray]:
@@ -13,18 +13,6 @@ def realistic_masks(n: int = 200, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     classes = rng.choice([1, 2, 3, 4], size=n, p=synthetic.REAL_CLASS_ROWS / synthetic.REAL_CLASS_ROWS.sum())
     return [synthetic.draw_defect(int(c), 256, 1600, rng)[2] for c in classes]
-
-
-def best_of(fn, items, repeat=5):
-    """Seconds per call, best of ``repeat`` passes; each result is dropped as the metric and the
-    data loader drop theirs (keeping hundreds of 400 KB masks alive would time page faults)."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for item in items:
-            fn(item)
-        best = min(best, time.perf_counter() - start)
-    return best / len(items), [fn(x) for x in items]
 
 
 def run() -> list[dict]:
