@@ -30,13 +30,13 @@ import dataclasses
 import json
 import shutil
 
-from steelkit import checkpoint, overlay, paths, predict, thresholds, tuning
+from steelkit import ensemble, overlay, paths, predict, thresholds, tuning
 
 data_dir = paths.find_data_dir()
 working = paths.working_dir()
 # every checkpoint under the inputs named (datasets, notebook outputs, Kaggle Models), else under all inputs
 roots = [paths.resolve_input(m) for m in MODELS] or [paths.input_dir()]
-found = checkpoint.split_by_stage(checkpoint.find_checkpoints(roots))
+found = ensemble.split_by_stage(ensemble.find_checkpoints(roots))
 print(f"{len(found['classifier'])} classifiers, {len(found['segmenter'])} segmenters:")
 for path in found["classifier"] + found["segmenter"]:
     print("  ", path.relative_to(paths.input_dir()))

@@ -34,7 +34,7 @@ DEVICE = None  # None = cuda if available; "cpu" with GPUS = 2 rehearses the two
 # build_kernel.py inlines the steelkit package here
 
 # %%
-from steelkit.train import train_in_kernel
+from steelkit.launch import train_in_kernel
 
 result = train_in_kernel(PRESET, FOLD, OVERRIDES, encoder_weights=ENCODER_WEIGHTS, init_from=INIT_FROM,
                          pseudo_labels=PSEUDO_LABELS, resume_from=RESUME_FROM, epochs_now=EPOCHS_NOW,
@@ -50,7 +50,7 @@ result["metrics"][["epoch", "train_loss", "val_loss", "score", *[f"f1_{k}" for k
 
 # %% [markdown]
 # The training curves (`curves.png` beside `metrics.csv`, redrawn every epoch): losses, the validation
-# score with its per-class figures, and the learning rate.
+# score with its per-class scores, and the learning rate.
 
 # %%
 from IPython.display import Image

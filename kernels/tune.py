@@ -24,11 +24,11 @@ SPLITS = 5  # cross-validation parts of the search: a class leaves the seed's nu
 # build_kernel.py inlines the steelkit package here
 
 # %%
-from steelkit import checkpoint, paths, predict, thresholds, tuning
+from steelkit import ensemble, paths, predict, thresholds, tuning
 
 data_dir, working = paths.find_data_dir(), paths.working_dir()
 roots = [paths.resolve_input(m) for m in MODELS] or [paths.input_dir()]
-found = checkpoint.split_by_stage(checkpoint.find_checkpoints(roots))
+found = ensemble.split_by_stage(ensemble.find_checkpoints(roots))
 print(f"{len(found['classifier'])} classifiers, {len(found['segmenter'])} segmenters")
 config = predict.InferenceConfig(tta=tuple(TTA), batch_size=BATCH_SIZE)
 search = tuning.tune([p.parent for p in found["classifier"]], [p.parent for p in found["segmenter"]], data_dir,

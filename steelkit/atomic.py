@@ -6,9 +6,17 @@ A reader never sees half a file, and an interrupted run leaves the previous vers
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
+
+# the machine's refusals to store a file (not steelkit's bugs): full disk, quota, file size limit, read-only
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+class WriteError(OSError):
+    """An output could not be stored; the message names the file and the cause, the previous version stays."""
 
 
 def _umask() -> int:
@@ -28,9 +36,23 @@ def atomic_path(path: str | os.PathLike):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output gets the usual permissions
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno not in STORAGE_ERRORS or isinstance(error, WriteError):
+            raise
+        kept = "the previous version is kept" if path.exists() else "nothing was written"
+        raise WriteError(f"{path}: not written, {error.strerror.lower()} ({kept})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files ``atomic_path`` left in ``folder`` when its process was killed (a
+    SIGKILL runs no clean-up) -> the files removed. For a folder one run owns, as it starts or resumes."""
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 
 from steelkit import atomic
-from steelkit.recipe import Recipe
 
 BEST, LAST = "best.pt", "last.pt"
 
@@ -47,48 +46,3 @@ def load_state(path: str | os.PathLike) -> dict:
     if not isinstance(state, dict) or "model" not in state or "recipe" not in state:
         raise ValueError(f"checkpoint {path}: not a steelkit checkpoint (expected a dict with model and recipe)")
     return state
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Rebuild a trained model from its checkpoint alone -> (model in eval mode, recipe)."""
-    from steelkit.models import build_model
-
-    state = load_state(path)
-    recipe = Recipe.from_dict(state["recipe"])
-    model = build_model(recipe, load_weights=False)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), recipe
-
-
-def find_checkpoints(folders) -> list[Path]:
-    """Every best.pt and every external TorchScript member (``steelkit.external``) in the given folders
-    (a folder may hold one training output or several)."""
-    from steelkit import external
-
-    found: list[Path] = []
-    for folder in map(Path, folders):
-        if folder.is_file():
-            found.append(folder)
-            continue
-        hits = sorted(folder.rglob(BEST)) + sorted(p.with_suffix(".pt") for p in folder.rglob("*.json")
-                                                   if external.is_member(p.with_suffix(".pt")))
-        if not hits:
-            raise FileNotFoundError(f"no {BEST} (nor TorchScript member with a sidecar) under {folder}")
-        found += hits
-    return found
-
-
-def split_by_stage(paths) -> dict[str, list[Path]]:
-    """Checkpoints sorted into classifiers and segmenters by the recipe.json beside each (else inside it);
-    external members by their sidecar."""
-    from steelkit import external
-
-    found: dict[str, list[Path]] = {"classifier": [], "segmenter": []}
-    for path in map(Path, paths):
-        if external.is_member(path):
-            found[external.read_sidecar(path)["stage"]].append(path)
-            continue
-        beside = path.parent / "recipe.json"
-        recipe = Recipe.load(beside) if beside.is_file() else Recipe.from_dict(load_state(path)["recipe"])
-        found[recipe.stage].append(path)
-    return found

@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from steelkit import atomic
 from steelkit import rle as rle_lib
 from steelkit.recipe import PRESETS
 
@@ -61,16 +62,16 @@ def cmd_synth(args) -> int:
 
 def cmd_score(args) -> int:
     from steelkit import metric, submission
-    from steelkit.competition import read_table
+    from steelkit.competition import image_files, image_shape, read_table
 
     truth, _, _ = read_table(args.truth)
-    submission.check_covers(args.submission, args.truth)
+    images = [p.name for p in image_files(args.images)] if args.images else None
+    pairs, unlisted = submission.check_covers(args.submission, args.truth, images)
     pred, _, _ = read_table(args.submission)
-    shape = _shape_near(Path(args.truth), args.shape)
-    scores = metric.dice_tables(truth, pred, shape)
-    empty = metric.dice_tables(truth, pred.assign(**{c: "" for c in pred.columns if c != "ImageId"}), shape)
-    print(metric.format_report(metric.summarize(scores[[1, 2, 3, 4]].to_numpy()),
-                               metric.summarize(empty[[1, 2, 3, 4]].to_numpy())))
+    shape = args.shape or (image_shape(args.images) if args.images else _shape_near(Path(args.truth), None))
+    print(metric.format_report(*metric.score_tables(truth, pred, shape)))
+    print(f"{pairs // 4} images scored" + (f", {len(unlisted)} of them as defect-free: {args.truth} (long schema) "
+                                           "lists only images with defects" if unlisted else ""))
     return 0
 
 
@@ -102,10 +103,11 @@ def cmd_folds(args) -> int:
 
 def cmd_train(args) -> int:
     from steelkit import recipe as recipes
-    from steelkit.train import train
 
     base = recipes.Recipe.load(args.recipe) if args.recipe else recipes.preset(args.preset)
     recipe = recipes.override(base, ([f"fold={args.fold}"] if args.fold is not None else []) + args.set)
+    from steelkit.train import train  # torch and the models: seconds, after the recipe's mistakes are named
+
     result = train(recipe, args.data, args.out, resume=args.resume, epochs_now=args.epochs_now, device=args.device,
                    time_limit=args.time_limit)
     print(f"{recipe.name} fold {recipe.fold}: best score {result['best_score']:.5f} after "
@@ -120,9 +122,7 @@ def _report_against_truth(table, truth_path: Path, data: Path, shape, overlays_d
     from steelkit.competition import read_table
 
     truth, _, _ = read_table(truth_path)
-    scores = metric.dice_tables(truth, table, shape)[[1, 2, 3, 4]].to_numpy()
-    empty = metric.dice_tables(truth, table.assign(rle_1="", rle_2="", rle_3="", rle_4=""), shape)
-    print(metric.format_report(metric.summarize(scores), metric.summarize(empty[[1, 2, 3, 4]].to_numpy())))
+    print(metric.format_report(*metric.score_tables(truth, table, shape)))
     if overlays_dir is not None:
         try:  # pictures come after a valid submission: they warn, never change the exit status
             written = overlay.write_overlays(data / "test_images", table, truth, overlays_dir, shape)
@@ -132,13 +132,13 @@ def _report_against_truth(table, truth_path: Path, data: Path, shape, overlays_d
 
 
 def cmd_predict(args) -> int:
-    from steelkit import checkpoint, predict
+    from steelkit import ensemble, predict
 
     config = predict.InferenceConfig.load(args.config) if args.config else predict.InferenceConfig()
     if args.tta:
         config = dataclasses.replace(config, tta=tuple(args.tta.split(",")))
-    result = predict.predict(args.data, checkpoint.find_checkpoints(args.classifiers or []),
-                             checkpoint.find_checkpoints(args.segmenters), args.out, config,
+    result = predict.predict(args.data, ensemble.find_checkpoints(args.classifiers or []),
+                             ensemble.find_checkpoints(args.segmenters), args.out, config,
                              pseudo_out=args.pseudo_out, pseudo_round=args.round, device=args.device)
     print(f"wrote {result['submission']}: {result['images']} test images"
           + (f", {len(result['failed'])} unreadable (empty predictions): {', '.join(result['failed'])}"
@@ -171,11 +171,11 @@ def cmd_thresholds(args) -> int:
 
 
 def cmd_pseudo(args) -> int:
-    from steelkit import checkpoint, predict
+    from steelkit import ensemble, predict
 
     config = predict.InferenceConfig.load(args.config) if args.config else predict.InferenceConfig()
-    result = predict.predict(args.data, checkpoint.find_checkpoints(args.classifiers),
-                             checkpoint.find_checkpoints(args.segmenters), None, config, pseudo_out=Path(args.out),
+    result = predict.predict(args.data, ensemble.find_checkpoints(args.classifiers),
+                             ensemble.find_checkpoints(args.segmenters), None, config, pseudo_out=Path(args.out),
                              pseudo_round=args.round, device=args.device)
     print(f"wrote {result['pseudo']}: {result['pseudo_images']} of {result['images']} test images chosen "
           f"(round {args.round})")
@@ -183,19 +183,19 @@ def cmd_pseudo(args) -> int:
 
 
 def cmd_budget(args) -> int:
-    from steelkit import budget, checkpoint
+    from steelkit import budget, ensemble, models
 
     if args.train:
         return training_budget(args)
     if not args.segmenters:
         raise ValueError("budget: give --segmenters (the submission's ensemble) or --train PRESET")
-    paths = checkpoint.find_checkpoints((args.classifiers or []) + args.segmenters)
+    paths = ensemble.find_checkpoints((args.classifiers or []) + args.segmenters)
     if args.measure:
-        models = [checkpoint.load_model(path) for path in paths]
-        result = budget.measure([(model, recipe.stage) for model, recipe in models], args.images, args.tta,
+        loaded = [models.load_model(path) for path in paths]
+        result = budget.measure([(model, recipe.stage) for model, recipe in loaded], args.images, args.tta,
                                 args.batch_size, args.device)
     else:
-        recipes = [checkpoint.load_model(path)[1] for path in paths]
+        recipes = [models.load_model(path)[1] for path in paths]
         result = budget.estimate(recipes, args.images, args.tta, gpus=args.gpus)
     print(result)
     return 1 if result.over_limit else 0
@@ -242,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="Kaggle mean Dice of a submission against the truth (either schema)")
     p.add_argument("submission")
     p.add_argument("truth")
-    p.add_argument("--shape", type=_shape, help="image size (default: read off images beside TRUTH, else 256x1600)")
+    p.add_argument("--images", help="the folder of the images scored, for a long-schema truth (it lists only "
+                                    "the images with defects; default: the submission's images)")
+    p.add_argument("--shape", type=_shape, help="image size (default: read off --images or images beside TRUTH, "
+                                                "else 256x1600)")
     p.set_defaults(run=cmd_score)
 
     p = sub.add_parser("validate", help="check a submission against sample_submission.csv")
@@ -331,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 # A user's mistake (a bad file, row, value or option) surfaces as one of these, with a message that names
 # it: one line and exit 2. Anything else is steelkit's own bug and keeps its traceback.
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
-               PermissionError)
+               PermissionError, atomic.WriteError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,6 +112,17 @@ def _canonical(path: Path, image_ids: np.ndarray, class_ids: np.ndarray, rles: n
     return table
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The images of a folder (by their suffix), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder of images")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def read_labels(path: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """Read ``train.csv`` (either schema) into the canonical table.
 
@@ -120,7 +131,7 @@ def read_labels(path: str | os.PathLike, image_dir: str | os.PathLike | None = N
     """
     table, _, _ = read_table(path)
     if image_dir is not None:
-        on_disk = sorted(p.name for p in Path(image_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        on_disk = [p.name for p in image_files(image_dir)]
         missing = sorted(set(on_disk) - set(table["ImageId"]))
         if missing:
             extra = pd.DataFrame({"ImageId": missing, **{col: "" for col in RLE_COLUMNS}})
@@ -223,8 +234,7 @@ def image_shape(folder: str | os.PathLike) -> tuple[int, int]:
     most of them have (``agreed_shape``)."""
     folder = Path(folder)
     for sub in (folder, folder / "test_images", folder / "train_images"):
-        paths = sorted(p for p in sub.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")) \
-            if sub.is_dir() else []
+        paths = image_files(sub) if sub.is_dir() else []
         if paths:
             return agreed_shape(paths, f"images in {sub}")
     raise FileNotFoundError(f"{folder}: no readable images to read the image size from")

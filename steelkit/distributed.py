@@ -19,7 +19,7 @@ class Context:
     device: torch.device = torch.device("cpu")
 
     @property
-    def main(self) -> bool:
+    def is_rank_zero(self) -> bool:
         return self.rank == 0
 
     @property
@@ -57,7 +57,7 @@ def gather(context: Context, value) -> list | None:
     """Every rank's picklable ``value``, in rank order, on rank 0 (None elsewhere); [value] in one process."""
     if not context.distributed:
         return [value]
-    gathered = [None] * context.world_size if context.main else None
+    gathered = [None] * context.world_size if context.is_rank_zero else None
     dist.gather_object(value, gathered, dst=0)
     return gathered
 

@@ -30,7 +30,7 @@ def save(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
 
 
 def training_curves(history: pd.DataFrame, path: str | os.PathLike, title: str = "") -> Path:
-    """Losses, the validation score with its per-class figures, and the learning rate per epoch."""
+    """Losses, the validation score with its per-class scores, and the learning rate per epoch."""
     figure = Figure(figsize=(13, 3.6), layout="constrained")
     losses, score, rate = figure.subplots(1, 3)
     epochs = history["epoch"]

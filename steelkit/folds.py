@@ -15,7 +15,7 @@ import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from steelkit import atomic
-from steelkit.competition import presence
+from steelkit.competition import presence, read_csv
 
 
 def make_folds(table: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
@@ -42,8 +42,6 @@ def save_folds(folds: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def read_folds(path: str | os.PathLike, table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Read a folds CSV; with ``table``, check that it covers exactly the table's images."""
-    from steelkit.competition import read_csv
-
     folds = read_csv(path)
     if not {"ImageId", "fold"} <= set(folds.columns) or folds.empty:
         raise ValueError(f"{path}: expected columns ImageId,fold[,seed] and one row per image")
@@ -85,3 +83,19 @@ def load_or_make(table: pd.DataFrame, path: str | os.PathLike, n_folds: int = 5,
     folds = make_folds(table, n_folds, seed)
     save_folds(folds, path)
     return folds
+
+
+def find(table: pd.DataFrame, data_dir: Path, out_dir: Path, folds_file: str = "", n_folds: int = 5,
+         seed: int = 0) -> tuple[pd.DataFrame, Path]:
+    """The folds a training run uses and their file: ``folds_file``, else the folds CSV in the data folder,
+    else in the output folder, else new folds saved to the output folder (the data folder may be
+    read-only, as /kaggle/input is). A file made with other folds or another seed is an error."""
+    candidates = [Path(folds_file)] if folds_file else [Path(data_dir) / "folds.csv", Path(out_dir) / "folds.csv"]
+    for path in candidates:
+        if path.is_file():
+            made = read_folds(path, table)
+            check_made_as(made, path, n_folds, seed)
+            return made, path
+    if folds_file:
+        raise FileNotFoundError(f"folds_file {folds_file}: no such file")
+    return load_or_make(table, Path(out_dir) / "folds.csv", n_folds, seed), Path(out_dir) / "folds.csv"

@@ -51,6 +51,14 @@ def _rle_dice(truth_rle: str, pred_rle: str, shape) -> float:
     return float(pair_dice(np.count_nonzero(truth & pred), truth.sum(dtype=np.int64), pred.sum(dtype=np.int64)))
 
 
+def score_tables(truth: pd.DataFrame, pred: pd.DataFrame, shape=rle_lib.DEFAULT_SHAPE
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """The mean Dice of a prediction table against the truth, and of the all-empty prediction beside it
+    (the score of predicting nothing) -> (summary, all-empty summary), over the images of either table."""
+    empty = pred.assign(**{col: "" for col in RLE_COLUMNS})
+    return tuple(summarize(dice_tables(truth, table, shape)[list(CLASSES)].to_numpy()) for table in (pred, empty))
+
+
 def summarize(pair_scores: np.ndarray) -> dict[str, float]:
     """Mean Dice and per-class means of an (N, 4) array of pair scores."""
     pair_scores = np.asarray(pair_scores, dtype=np.float64)

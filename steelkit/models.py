@@ -18,6 +18,9 @@ import torch
 from segmentation_models_pytorch.base import ClassificationHead
 from torch import nn
 
+from steelkit import checkpoint
+from steelkit.recipe import Recipe
+
 N_CLASSES = 4
 SEGMENTERS = {"Unet": smp.Unet, "FPN": smp.FPN, "UnetPlusPlus": smp.UnetPlusPlus, "Linknet": smp.Linknet,
               "PSPNet": smp.PSPNet, "DeepLabV3Plus": smp.DeepLabV3Plus}
@@ -63,12 +66,19 @@ def build_model(recipe, load_weights: bool = True) -> nn.Module:
     model = BUILDERS[recipe.stage](recipe)
     init_head_bias(model, HEAD_PRIOR[recipe.stage])
     if load_weights and recipe.init_checkpoint:
-        from steelkit.checkpoint import load_state
-
-        model.load_state_dict(load_state(recipe.init_checkpoint)["model"])
+        model.load_state_dict(checkpoint.load_state(recipe.init_checkpoint)["model"])
     elif load_weights and recipe.encoder_weights:
         load_encoder_weights(model.encoder, recipe.encoder_weights)
     return model
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Rebuild a trained model from its checkpoint alone -> (model in eval mode, recipe)."""
+    state = checkpoint.load_state(path)
+    recipe = Recipe.from_dict(state["recipe"])
+    model = build_model(recipe, load_weights=False)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), recipe
 
 
 def freeze_unused(model: nn.Module, size: int = 64) -> list[str]:

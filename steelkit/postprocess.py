@@ -41,11 +41,10 @@ class PostprocessConfig:
 
     def for_shape(self, shape: tuple[int, int]) -> PostprocessConfig:
         """The same config with areas scaled from 256 x 1600 to an image of ``shape``."""
-        ratio = shape[0] * shape[1] / (REFERENCE_SHAPE[0] * REFERENCE_SHAPE[1])
-        if ratio == 1:
+        if tuple(shape) == REFERENCE_SHAPE:
             return self
-        return dataclasses.replace(self, min_component_px=tuple(int(round(v * ratio)) for v in self.min_component_px),
-                                   min_total_px=tuple(int(round(v * ratio)) for v in self.min_total_px))
+        return dataclasses.replace(self, min_component_px=tuple(in_pixels(self.min_component_px, shape).tolist()),
+                                   min_total_px=tuple(in_pixels(self.min_total_px, shape).tolist()))
 
 
 def clean_mask(probs: np.ndarray, pixel_threshold: float, min_component_px: int, min_total_px: int) -> np.ndarray:
@@ -118,12 +117,18 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
+def gate(cls_probs: np.ndarray, config: PostprocessConfig) -> np.ndarray:
+    """Step 1: (..., 4) classifier probabilities -> (..., 4) bool, the classes that pass their label
+    thresholds (compared in the probabilities' precision: 0.7 passes 0.7 in float32)."""
+    cls_probs = np.asarray(cls_probs)
+    return cls_probs >= np.asarray(config.label_thresholds, dtype=cls_probs.dtype)
+
+
 def postprocess(seg_probs: np.ndarray, cls_probs: np.ndarray, config: PostprocessConfig) -> np.ndarray:
     """(4, H, W) float32 segmenter probabilities + (4, ) float32 classifier probabilities -> (4, H, W) uint8
     masks; a class the classifier turns off is not post-processed at all. Areas in ``config`` are taken as
     pixels of this image (see ``for_shape``)."""
-    cls_probs = np.asarray(cls_probs)  # thresholds in the probabilities' precision: 0.7 passes 0.7 in float32
-    return clean_classes(seg_probs, config, cls_probs >= np.asarray(config.label_thresholds, dtype=cls_probs.dtype))
+    return clean_classes(seg_probs, config, gate(cls_probs, config))
 
 
 def clean_classes(seg_probs: np.ndarray, config: PostprocessConfig, classes: np.ndarray) -> np.ndarray:
@@ -142,3 +147,47 @@ def clean_classes(seg_probs: np.ndarray, config: PostprocessConfig, classes: np.
         for k in wanted:
             clean(k)
     return masks
+
+
+# the grids of the full-resolution tables training stores (a superset of the search's default grids)
+TABLE_PIXEL_GRID = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+TABLE_SIZE_GRID = (0, 50, 100, 150, 200, 300, 500, 800)
+
+
+def in_pixels(values, shape: tuple[int, int]) -> np.ndarray:
+    """Areas in pixels of a 256 x 1600 image -> pixels of an image of ``shape`` (what ``for_shape`` gives the
+    config, and the search scores)."""
+    ratio = shape[0] * shape[1] / (REFERENCE_SHAPE[0] * REFERENCE_SHAPE[1])
+    return np.array([int(round(v * ratio)) for v in values], dtype=np.int64)
+
+
+def full_resolution_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid=TABLE_PIXEL_GRID,
+                          size_grid=TABLE_SIZE_GRID, workers: int | None = None) -> np.ndarray:
+    """Per image and class, at full resolution: the area kept and its overlap with the truth after
+    ``probs > t`` and removing 8-connected components under each size, for every (t, size) of the grids
+    (sizes in pixels of a 256 x 1600 image, scaled to this one as ``predict`` scales them): (N, 4, H, W)
+    float32 probabilities and (N, 4, H, W) truth -> (N, 4, len(pixel_grid), len(size_grid), 2) int32
+    (kept area, kept overlap). What the search needs of an image, without its map."""
+    if list(pixel_grid) != sorted(pixel_grid):
+        raise ValueError(f"pixel_grid {pixel_grid}: expected ascending thresholds")
+    sizes = in_pixels(size_grid, probs.shape[-2:])
+    out = np.zeros((len(probs), 4, len(pixel_grid), len(sizes), 2), np.int32)
+
+    def one(n: int, k: int) -> None:
+        rows_t, cols_t = np.nonzero(truth[n, k])
+        for t, threshold in enumerate(pixel_grid):
+            mask = (probs[n, k] > np.float32(threshold)).view(np.uint8)
+            foreground = cv2.countNonZero(mask)
+            if not foreground:
+                break  # higher thresholds keep nothing either
+            labels, areas, _ = component_areas(mask)  # the labelling post-processing makes
+            overlaps = np.bincount(labels[rows_t, cols_t], minlength=len(areas))[1:]
+            areas = areas[1:]
+            keep = areas[None, :] >= sizes[:, None]  # (sizes, components)
+            out[n, k, t, :, 0] = keep @ areas
+            out[n, k, t, :, 1] = keep @ overlaps
+
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:  # cv2 releases the GIL
+        for job in [pool.submit(one, n, k) for n in range(len(probs)) for k in range(4)]:
+            job.result()
+    return out

@@ -21,13 +21,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from steelkit import atomic, checkpoint, external, pseudo, submission, tta
+from steelkit import atomic, fields, pseudo, submission, tta
 from steelkit import rle as rle_lib
 from steelkit.competition import RLE_COLUMNS, agreed_shape, grayscale_is_exact, read_table
 from steelkit.datasets import TestImages, loader_workers, worker_init_fn
-from steelkit.model_input import model_input
-from steelkit.models import pad_to_multiple
-from steelkit.postprocess import PostprocessConfig, clean_classes
+from steelkit.ensemble import Ensemble, resolve_devices
+from steelkit.postprocess import PostprocessConfig, clean_classes, gate
 
 
 @dataclass(frozen=True)
@@ -67,83 +66,7 @@ class InferenceConfig:
             values = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: not valid JSON ({error})") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a JSON object of InferenceConfig fields")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        post_fields = {f.name for f in dataclasses.fields(PostprocessConfig)}
-        unknown = sorted(set(values) - set(fields)) + sorted(
-            f"postprocess.{k}" for k in set(values.get("postprocess", {}) or {}) - post_fields)
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {unknown}; expected {sorted(fields)} and postprocess.{{"
-                             f"{', '.join(sorted(post_fields))}}}")
-        try:
-            post = values.get("postprocess", {})
-            values["postprocess"] = PostprocessConfig(**{k: tuple(v) for k, v in post.items()})
-            if "tta" in values:
-                values["tta"] = tuple(values["tta"])
-            for name in ("batch_size", "num_workers"):
-                if name in values and type(values[name]) is not int:
-                    raise ValueError(f"{name} {values[name]!r}: expected an integer")
-            return cls(**values)
-        except (TypeError, ValueError, AttributeError) as error:
-            raise ValueError(f"{path}: {error}") from None
-
-
-def resolve_devices(device: str | list | None = None) -> list[torch.device]:
-    """The devices to predict on: as given ("cpu", "cuda:1", "cuda:0,cuda:1" or a list), else every CUDA
-    device (Kaggle's two T4s), else the CPU."""
-    if device is None:
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return [torch.device(f"cuda:{k}") for k in range(count)] or [torch.device("cpu")]
-    names = device.split(",") if isinstance(device, str) else list(device)
-    return [torch.device(str(name).strip()) for name in names]
-
-
-class Ensemble:
-    """The models of one stage, loaded from checkpoints (each carries its recipe) or TorchScript members
-    (``steelkit.external``), spread over
-    ``devices``: model i lives on device i mod the number of devices, every batch goes to all of them,
-    and the outputs are gathered on the first device and averaged in model order (so one device or
-    several give the same numbers)."""
-
-    def __init__(self, checkpoints: list[Path], devices: list[torch.device], stage: str):
-        self.paths, self.spatial, self.devices = list(checkpoints), stage == "segmenter", list(devices)
-        self.models = []
-        for number, path in enumerate(self.paths):
-            device = self.devices[number % len(self.devices)]
-            if external.is_member(path):  # a TorchScript model with its sidecar
-                model, found = external.load_member(path, device)
-            else:
-                model, recipe = checkpoint.load_model(path, device)
-                found = recipe.stage
-            if found != stage:
-                raise ValueError(f"{path} is a {found}, given as a {stage}")
-            if device.type == "cuda":  # as in training: tensor cores want NHWC
-                model = model.to(memory_format=torch.channels_last)
-            self.models.append((model, device))
-
-    def __len__(self) -> int:
-        return len(self.models)
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor, modes, amp: bool) -> torch.Tensor:
-        """uint8 (N, H, W, C) images on any device -> mean probabilities over models and TTA, on the first
-        device: (N, 4, H, W) for segmenters, (N, 4) for classifiers. Each device gets the uint8 batch and
-        makes the models' input itself (``model_input``), padded to a multiple of 32."""
-        copies = {}
-        for device in {d for _, d in self.models}:
-            padded, (height, width) = pad_to_multiple(model_input(images, device))
-            copies[device] = padded.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else padded
-        outputs = []  # every model launched before any result is gathered: the devices work side by side
-        for model, device in self.models:
-            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-                outputs.append(tta.predict(model, copies[device], modes, spatial=self.spatial))
-        first = self.devices[0]
-        mean = sum(output.to(first) for output in outputs) / len(outputs)
-        return mean[..., :height, :width] if self.spatial else mean
-
-    def names(self) -> list[str]:
-        return [f"{p.parent.name}/{p.name}" for p in self.paths]
+        return fields.from_values(cls, values, str(path))
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
@@ -184,7 +107,6 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
     segment = Ensemble(segmenters, devices, "segmenter")
     classify = Ensemble(classifiers, devices, "classifier") if classifiers else None
     post = config.postprocess.for_shape(shape)
-    label_thresholds = np.array(post.label_thresholds, dtype=np.float32)
     models = ";".join((classify.names() if classify else []) + segment.names())
 
     test_paths = [data_dir / "test_images" / i for i in image_ids]
@@ -208,7 +130,7 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
                 continue
             # the classifier's gating first: a class it turns off is not post-processed, unless the
             # pseudo-label rule needs the segmentation alone (every probability confident)
-            passes = cls_probs[j] >= label_thresholds
+            passes = gate(cls_probs[j], post)
             wanted = pseudo_out is not None and classify and pseudo.confident(
                 cls_probs[j], config.pseudo_high, config.pseudo_low)
             seg_masks = clean_classes(seg_probs[j], post, np.ones(4, bool) if wanted else passes)

@@ -55,8 +55,7 @@ def choose(cls_probs: np.ndarray, seg_present: np.ndarray, high: float = 0.95, l
     agrees with it class by class: a mask where the classifier is sure of a defect, none where it is
     sure there is none. (4,) float32 probabilities and (4,) bool -> chosen or not."""
     cls_probs, seg_present = np.asarray(cls_probs), np.asarray(seg_present, dtype=bool)
-    confident = (cls_probs > high) | (cls_probs < low)
-    return bool(confident.all() and ((cls_probs > high) == seg_present).all())
+    return confident(cls_probs, high, low) and bool(((cls_probs > high) == seg_present).all())
 
 
 def pseudo_rows(image_id: str, rles, round_number: int, models: str) -> list[tuple]:

@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from steelkit import atomic, fields
+
 STAGES = ("classifier", "segmenter")
 LOSSES = ("bce", "bce_dice")
 OPTIMIZERS = ("sgd", "radam", "adamw")
@@ -72,6 +74,19 @@ class Recipe:
             (self.batch_size >= 1 and self.effective_batch % self.batch_size == 0,
              f"effective_batch {self.effective_batch} must be a multiple of batch_size {self.batch_size}"),
             (self.epochs >= 1, f"epochs {self.epochs}: at least 1"),
+            (self.val_batch_size >= 1, f"val_batch_size {self.val_batch_size}: at least 1"),
+            (self.n_folds >= 2, f"n_folds {self.n_folds}: at least 2"),
+            *[(getattr(self, name) >= 0, f"{name} {getattr(self, name)}: 0 (the full image) or a size in pixels")
+              for name in ("crop_height", "crop_width")],
+            *[(0 <= getattr(self, name) <= 1, f"{name} {getattr(self, name)}: a probability, in [0, 1]")
+              for name in ("hflip", "vflip", "brightness_contrast", "blackout")],
+            (self.lr > 0, f"lr {self.lr}: a learning rate above 0"),
+            (0 <= self.momentum < 1, f"momentum {self.momentum}: in [0, 1)"),
+            (0 <= self.min_lr_ratio <= 1, f"min_lr_ratio {self.min_lr_ratio}: in [0, 1]"),
+            *[(getattr(self, name) >= 0, f"{name} {getattr(self, name)}: 0 or more")
+              for name in ("weight_decay", "warmup_epochs", "grad_clip", "bce_weight", "dice_weight")],
+            (all(v > 0 for v in self.pos_weight), f"pos_weight {self.pos_weight}: weights above 0"),
+            (all(v >= 1 for v in self.decoder_channels), f"decoder_channels {self.decoder_channels}: 1 or more each"),
             (0 <= self.fold < self.n_folds, f"fold {self.fold} outside 0..{self.n_folds - 1}"),
             (len(self.pos_weight) in (0, 4), f"pos_weight {self.pos_weight}: four values or none"),
             (self.oof_scale >= 1, f"oof_scale {self.oof_scale}: at least 1"),
@@ -84,30 +99,24 @@ class Recipe:
             if not ok:
                 raise ValueError(f"recipe {self.name!r}: {message}")
 
-    @property
-    def accumulation_steps(self) -> int:
-        return self.effective_batch // self.batch_size
-
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
     def save(self, path: str | os.PathLike) -> Path:
-        from steelkit import atomic
-
         return atomic.write_text(path, self.to_json() + "\n")
 
     @classmethod
-    def from_dict(cls, values: dict) -> Recipe:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown recipe fields {sorted(unknown)}")
-        hints = typing.get_type_hints(cls)
-        return cls(**{k: tuple(v) if typing.get_origin(hints[k]) is tuple else v for k, v in values.items()})
+    def from_dict(cls, values: dict, where: str = "recipe") -> Recipe:
+        """A recipe from its JSON fields (recipe.json, a checkpoint's): every key and type checked."""
+        return fields.from_values(cls, values, where)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recipe:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        try:
+            values = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        return cls.from_dict(values, str(path))
 
 
 _CLASSIFIER = dict(stage="classifier", arch="Classifier", loss="bce", pos_weight=(), optimizer="sgd", lr=0.01,

@@ -16,7 +16,7 @@ import pandas as pd
 
 from steelkit import atomic
 from steelkit import rle as rle_lib
-from steelkit.competition import CLASSES, RLE_COLUMNS, WIDE, detect_schema, read_csv, read_table
+from steelkit.competition import CLASSES, LONG, RLE_COLUMNS, WIDE, detect_schema, read_csv, read_table
 
 
 class SubmissionError(ValueError):
@@ -114,15 +114,30 @@ def row_keys(frame: pd.DataFrame) -> list[str]:
     return [f"{image}_{class_id}" for image, class_id in zip(frame["ImageId"], frame["ClassId"])]
 
 
-def check_covers(submission_path: str | os.PathLike, truth_path: str | os.PathLike) -> int:
-    """Check that a submission lists every (image, class) pair of the truth exactly once and nothing else,
-    as Kaggle's scorer requires (the files may use different schemas); return the number of pairs.
+def check_covers(submission_path: str | os.PathLike, truth_path: str | os.PathLike,
+                 images: list[str] | None = None) -> tuple[int, list[str]]:
+    """Check that a submission lists every (image, class) pair to be scored exactly once and nothing else,
+    as Kaggle's scorer requires (the files may use different schemas) -> (the number of pairs, the images
+    scored as defect-free because the truth does not list them).
 
-    A truth in the long schema names its images by their defect rows; each such image needs four rows."""
+    A truth in the wide schema lists every pair. One in the long schema (today's train.csv) lists only the
+    images with defects, so it cannot say which images exist: they are ``images`` when given (an image
+    folder's files), else the submission's; every image the truth names must be among them."""
     read_table(submission_path)  # schema, classes 1-4 only, no pair twice with a defect: named by row
     frame = read_csv(submission_path)
     detect_schema(frame.columns)
-    expected, _, _ = expected_rows(truth_path)
+    expected, schema, _ = expected_rows(truth_path)
+    unlisted: list[str] = []
+    if schema == LONG:
+        named = list(dict.fromkeys(expected["ImageId"]))
+        given = images if images is not None else (key.rsplit("_", 1)[0] for key in row_keys(frame))
+        scored = list(dict.fromkeys(given))
+        absent = sorted(set(named) - set(scored))
+        if absent:
+            where = "the images given" if images is not None else submission_path
+            raise SubmissionError(f"{len(absent)} images of {truth_path} are not in {where}, e.g. {absent[0]}")
+        unlisted = sorted(set(scored) - set(named))
+        expected = pd.DataFrame({"ImageId": np.repeat(scored, len(CLASSES)), "ClassId": np.tile(CLASSES, len(scored))})
     wanted = list(expected["ImageId"] + "_" + expected["ClassId"].astype(str))
     if not wanted:
         raise SubmissionError(f"{truth_path}: no rows to score against")
@@ -144,4 +159,4 @@ def check_covers(submission_path: str | os.PathLike, truth_path: str | os.PathLi
     if problems:
         raise SubmissionError(f"{submission_path} does not cover {truth_path} as Kaggle requires: "
                               + "; ".join(problems))
-    return len(wanted)
+    return len(wanted), unlisted

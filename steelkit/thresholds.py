@@ -23,110 +23,32 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import struct
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from steelkit import oof
 from steelkit import rle as rle_lib
-from steelkit.competition import RLE_COLUMNS, read_labels
-from steelkit.postprocess import REFERENCE_SHAPE, PostprocessConfig, component_areas
+from steelkit.competition import RLE_COLUMNS, agreed_shape, read_labels
+from steelkit.postprocess import (
+    REFERENCE_SHAPE,
+    TABLE_PIXEL_GRID,
+    TABLE_SIZE_GRID,
+    PostprocessConfig,
+    component_areas,
+    in_pixels,
+)
 
 REFERENCE_PX = REFERENCE_SHAPE[0] * REFERENCE_SHAPE[1]
 GRIDS = {
     "label": (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9),
-    "pixel": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8),
-    "min_component": (0, 50, 100, 150, 200, 300, 500, 800),
+    "pixel": TABLE_PIXEL_GRID,
+    "min_component": TABLE_SIZE_GRID,
     "min_total": (0, 200, 400, 600, 900, 1200, 1600, 2000, 2500, 3000, 4000),
 }
-
-
-def oof_file(folder) -> Path:
-    path = Path(folder) / "oof.npz" if Path(folder).is_dir() else Path(folder)
-    if not path.is_file():
-        raise FileNotFoundError(f"no out-of-fold file {path}; train with steelkit first")
-    return path
-
-
-def load_oof(folders, key: str) -> tuple[list[str], np.ndarray, dict]:
-    """Out-of-fold probabilities of several training outputs, averaged per image over the models that
-    predicted it -> (image ids, (N, 4[, h, w]) float32 in [0, 1], metadata). For the classifiers' small
-    arrays; segmenter maps go class by class through ``class_maps``."""
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    meta = {}
-    for path in map(oof_file, folders):
-        data = np.load(path)
-        if key not in data:
-            raise ValueError(f"{path} holds no {key} (a {data['stage']} output)")
-        meta = {"scale": int(data["scale"]), "shape": tuple(int(v) for v in data["shape"])}
-        values = data[key].astype(np.float32) / (255.0 if data[key].dtype == np.uint8 else 1.0)
-        for image_id, value in zip(data["image_ids"].tolist(), values):
-            sums[image_id] = sums.get(image_id, 0) + value
-            counts[image_id] = counts.get(image_id, 0) + 1
-    ids = sorted(sums)
-    return ids, np.stack([sums[i] / counts[i] for i in ids]), meta
-
-
-def map_sources(folders, key: str = "seg_probs") -> tuple[list[str], list[tuple[Path, np.ndarray]], dict]:
-    """Where each segmenter's out-of-fold maps are, without reading them -> (sorted image ids, per file
-    (path, position of each of its rows among the ids), metadata with ``shape``, ``scale``, ``map_shape``)."""
-    per_file, meta = [], {}
-    for path in map(oof_file, folders):
-        data = np.load(path)
-        if key not in data.files:
-            raise ValueError(f"{path} holds no {key} (a {data['stage']} output)")
-        meta = {"scale": int(data["scale"]), "shape": tuple(int(v) for v in data["shape"])}
-        per_file.append((path, data["image_ids"].tolist()))
-    ids = sorted({i for _, file_ids in per_file for i in file_ids})
-    position = {image_id: n for n, image_id in enumerate(ids)}
-    sources = [(path, np.array([position[i] for i in file_ids], dtype=np.int64)) for path, file_ids in per_file]
-    return ids, sources, meta
-
-
-def npz_array_location(path: Path, key: str) -> tuple[int, tuple, np.dtype] | None:
-    """(byte offset, shape, dtype) of an array that np.savez stored uncompressed inside an .npz (steelkit's
-    files), so that parts of it can be read without the rest; None when it is compressed."""
-    with zipfile.ZipFile(path) as archive:
-        info = archive.getinfo(f"{key}.npy")
-    if info.compress_type != zipfile.ZIP_STORED:
-        return None
-    with open(path, "rb") as handle:
-        handle.seek(info.header_offset)
-        name_length, extra_length = struct.unpack("<HH", handle.read(30)[26:30])
-        handle.seek(info.header_offset + 30 + name_length + extra_length)
-        version = np.lib.format.read_magic(handle)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-            np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(handle)
-        if fortran:
-            return None
-        return handle.tell(), shape, dtype
-
-
-def read_rows(path: Path, key: str, chunk: int = 512):
-    """Yield (first row, rows) of an (N, ...) array inside an .npz, ``chunk`` rows at a time: reading
-    1.3 GB of maps never holds more than one chunk (plain reads: the file's pages stay in the page cache,
-    not in this process)."""
-    location = npz_array_location(path, key)
-    if location is None:
-        array = np.load(path)[key]
-        for start in range(0, len(array), chunk):
-            yield start, array[start:start + chunk]
-        return
-    offset, shape, dtype = location
-    row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
-    with open(path, "rb") as handle:
-        for start in range(0, shape[0], chunk):
-            count = min(chunk, shape[0] - start)
-            handle.seek(offset + start * row_bytes)
-            yield start, np.fromfile(handle, dtype=dtype, count=count * row_bytes // dtype.itemsize).reshape(
-                count, *shape[1:])
 
 
 def class_maps(sources, n_images: int, k: int) -> np.ndarray:
@@ -134,7 +56,7 @@ def class_maps(sources, n_images: int, k: int) -> np.ndarray:
     predicted each image (rounded to the nearest level): one class in memory at a time, read in chunks."""
     total, counts = None, np.zeros(n_images, np.uint16)
     for path, rows in sources:
-        for start, maps in read_rows(path, "seg_probs"):
+        for start, maps in oof.read_rows(path, oof.SEG_PROBS):
             if total is None:
                 total = np.zeros((n_images, *maps.shape[2:]), np.uint16 if len(sources) > 1 else np.uint8)
             where = rows[start:start + len(maps)]
@@ -174,45 +96,6 @@ def level_above(threshold: float) -> int:
     return int(above[0]) if above.size else 256
 
 
-def in_pixels(values, shape: tuple[int, int]) -> np.ndarray:
-    """Areas in pixels of a 256 x 1600 image -> pixels of an image of ``shape``, rounded as
-    ``PostprocessConfig.for_shape`` rounds them (so the search scores what ``predict`` will do)."""
-    ratio = shape[0] * shape[1] / REFERENCE_PX
-    return np.array([int(round(v * ratio)) for v in values], dtype=np.int64)
-
-
-def full_resolution_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid=GRIDS["pixel"],
-                          size_grid=GRIDS["min_component"], workers: int | None = None) -> np.ndarray:
-    """Per image and class, at full resolution: the area kept and its overlap with the truth after
-    ``probs > t`` and removing 8-connected components under each size, for every (t, size) of the grids
-    (sizes in pixels of a 256 x 1600 image, scaled to this one as ``predict`` scales them): (N, 4, H, W)
-    float32 probabilities and (N, 4, H, W) truth -> (N, 4, len(pixel_grid), len(size_grid), 2) int32
-    (kept area, kept overlap). What the search needs of an image, without its map."""
-    if list(pixel_grid) != sorted(pixel_grid):
-        raise ValueError(f"pixel_grid {pixel_grid}: expected ascending thresholds")
-    sizes = in_pixels(size_grid, probs.shape[-2:])
-    out = np.zeros((len(probs), 4, len(pixel_grid), len(sizes), 2), np.int32)
-
-    def one(n: int, k: int) -> None:
-        rows_t, cols_t = np.nonzero(truth[n, k])
-        for t, threshold in enumerate(pixel_grid):
-            mask = (probs[n, k] > np.float32(threshold)).view(np.uint8)
-            foreground = cv2.countNonZero(mask)
-            if not foreground:
-                break  # higher thresholds keep nothing either
-            labels, areas, _ = component_areas(mask)  # the labelling post-processing makes
-            overlaps = np.bincount(labels[rows_t, cols_t], minlength=len(areas))[1:]
-            areas = areas[1:]
-            keep = areas[None, :] >= sizes[:, None]  # (sizes, components)
-            out[n, k, t, :, 0] = keep @ areas
-            out[n, k, t, :, 1] = keep @ overlaps
-
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:  # cv2 releases the GIL
-        for job in [pool.submit(one, n, k) for n in range(len(probs)) for k in range(4)]:
-            job.result()
-    return out
-
-
 def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid, images: np.ndarray | None = None,
                     workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For one class: (N, h, w) uint8 maps (round(255 p)) and truth -> kept area and kept overlap with the
@@ -225,16 +108,14 @@ def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
     area = np.zeros((len(pixel_grid), len(images), len(size_grid)))
     inter = np.zeros_like(area)
     peaks = np.array([probs[n].max() for n in images], dtype=np.uint8).reshape(-1)
-    label_type = cv2.CV_16U if probs[0].size < 2**16 else cv2.CV_32S
 
     def one(t: int, level: int, rows: np.ndarray) -> None:
         for row in rows:
             n = images[row]
             mask = (probs[n] >= level).view(np.uint8)
-            # 16-bit labels: a map of h x w < 2^16 pixels cannot hold more components, and they are faster
-            count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=label_type)
-            areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
-            overlaps = np.bincount(labels[truth[row]], minlength=count)[1:].astype(np.float64)
+            labels, areas, _ = component_areas(mask)  # the labelling post-processing makes
+            overlaps = np.bincount(labels[truth[row]], minlength=len(areas))[1:].astype(np.float64)
+            areas = areas[1:].astype(np.float64)
             keep = areas[None, :] >= sizes  # (sizes, components)
             area[t, row], inter[t, row] = keep @ areas, keep @ overlaps
 
@@ -248,6 +129,22 @@ def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
         for job in jobs:
             job.result()
     return area, inter
+
+
+def check_same_images(ids: list[str], shape, table: pd.DataFrame, data_dir: Path, folders) -> None:
+    """Out-of-fold files are tuned against the labels of the competition they were made on: every image
+    of theirs must be one of the data's, and of the data's image size."""
+    known = set(table["ImageId"])
+    foreign = [i for i in ids if i not in known]
+    if foreign:
+        raise ValueError(f"{len(foreign)} of the {len(ids)} images of the out-of-fold files of "
+                         f"{', '.join(map(str, folders))} are not images of {data_dir} (train.csv, train_images), "
+                         f"e.g. {foreign[0]}: were they trained on another competition?")
+    sample = [data_dir / "train_images" / i for i in ids[:64] if (data_dir / "train_images" / i).is_file()]
+    if sample and agreed_shape(sample, f"training images of {data_dir}") != tuple(shape):
+        found = agreed_shape(sample)
+        raise ValueError(f"the out-of-fold files of {', '.join(map(str, folders))} are of {shape[0]}x{shape[1]} "
+                         f"images, those of {data_dir} are {found[0]}x{found[1]}")
 
 
 def search_grids(defaults: PostprocessConfig = PostprocessConfig()) -> dict:
@@ -264,12 +161,12 @@ def table_rows(sources, n_images: int, grids: dict, shape) -> tuple[np.ndarray, 
     predicted_by = np.bincount(np.concatenate([rows for _, rows in sources]), minlength=n_images)
     taken, files = [], []
     for path, rows in sources:
-        data = np.load(path)
-        if "seg_tables" not in data.files:
+        data = oof.open_file(path)
+        if oof.SEG_TABLES not in data.files:
             continue
-        pixel, sizes = data["table_pixel"].tolist(), data["table_sizes"].tolist()
+        pixel, sizes = data[oof.TABLE_PIXEL].tolist(), data[oof.TABLE_SIZES].tolist()
         if not (set(grids["pixel"]) <= set(pixel) and set(grids["min_component"]) <= set(sizes)) \
-                or tuple(int(v) for v in data["shape"]) != tuple(shape):
+                or oof.meta(data)["shape"] != tuple(shape):
             continue  # tables for other grids (or another image size): this file's maps serve instead
         alone = np.flatnonzero(predicted_by[rows] == 1)
         taken.append(rows[alone])
@@ -292,7 +189,7 @@ def score_grid(area: np.ndarray, inter: np.ndarray, truth_area: np.ndarray, cls_
 
 def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
            defaults: PostprocessConfig = PostprocessConfig(), splits: int = 5) -> dict:
-    """Tune the post-processing on out-of-fold probabilities -> {"config", "figures" (per class: the seed's
+    """Tune the post-processing on out-of-fold probabilities -> {"config", "dice" (per class: the seed's
     and the tuned Dice on all images, and the cross-validated ``held_out_gain``), "images", "curves" (per
     class: Dice along the pixel-threshold and total-area grids, for ``figures.threshold_search``)}.
 
@@ -301,9 +198,9 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     in-sample best. "full_resolution" says how many images were scored from full-resolution tables."""
     if splits < 1:
         raise ValueError(f"splits {splits}: at least 1 (1 takes the in-sample best)")
-    ids, sources, meta = map_sources(segmenter_dirs)
+    ids, sources, meta = oof.map_sources(segmenter_dirs)
     if classifier_dirs:
-        cls_ids, cls, _ = load_oof(classifier_dirs, "cls_probs")
+        cls_ids, cls, _ = oof.load(classifier_dirs, oof.CLS_PROBS)
         lookup = dict(zip(cls_ids, cls))
         missing = [i for i in ids if i not in lookup]
         if missing:
@@ -314,6 +211,7 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
         cls = np.ones((len(ids), 4), dtype=np.float32)
     data_dir = Path(data_dir)
     table = read_labels(data_dir / "train.csv", data_dir / "train_images")
+    check_same_images(ids, meta["shape"], table, data_dir, segmenter_dirs)
     shape, scale = meta["shape"], meta["scale"]
     map_shape = (shape[0] // scale, shape[1] // scale)
     to_oof_px = map_shape[0] * map_shape[1] / REFERENCE_PX  # reference (256 x 1600) pixels -> oof pixels
@@ -330,10 +228,10 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
         area = np.zeros((len(grids["pixel"]), len(ids), len(size_grid)))
         inter, truth_area = np.zeros_like(area), np.zeros(len(ids))
         for path, where, file_rows, pixel_cols, size_cols in table_files:  # exact, at full resolution
-            data = np.load(path)
-            stats = data["seg_tables"][file_rows, k][:, pixel_cols][:, :, size_cols]  # (n, pixel, size, 2)
+            data = oof.open_file(path)
+            stats = data[oof.SEG_TABLES][file_rows, k][:, pixel_cols][:, :, size_cols]  # (n, pixel, size, 2)
             area[:, where], inter[:, where] = stats[..., 0].transpose(1, 0, 2), stats[..., 1].transpose(1, 0, 2)
-            truth_area[where] = data["truth_px"][file_rows, k]
+            truth_area[where] = data[oof.TRUTH_PX][file_rows, k]
         if on_maps.size:  # the stored maps, block-averaged: their areas counted in full-image pixels
             truth = downscale_truth(table, [ids[i] for i in on_maps], shape, scale, k)
             maps = class_maps(sources, len(ids), k)
@@ -365,12 +263,12 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
             "min_total": {"grid": list(grids["min_total"]), "dice": scores[t, m, lab, :].tolist(),
                           "seed": defaults.min_total_px[k], "chosen": grids["min_total"][tot]}})
     config = PostprocessConfig(**{k: tuple(v) for k, v in chosen.items()})
-    figures = pd.DataFrame(rows)
-    figures["gain"] = figures["tuned"] - figures["default"]
+    dice = pd.DataFrame(rows)
+    dice["gain"] = dice["tuned"] - dice["default"]
     # every class is scored over the same images, so the mean over (image, class) pairs is the classes' mean
-    cv = {"mean": float(figures["tuned"].mean()), "per_class": [float(v) for v in figures["tuned"]],
-          "seed_mean": float(figures["default"].mean()), "seed_per_class": [float(v) for v in figures["default"]]}
-    return {"config": config, "figures": figures, "images": len(ids), "curves": curves, "splits": splits,
+    cv = {"mean": float(dice["tuned"].mean()), "per_class": [float(v) for v in dice["tuned"]],
+          "seed_mean": float(dice["default"].mean()), "seed_per_class": [float(v) for v in dice["default"]]}
+    return {"config": config, "dice": dice, "images": len(ids), "curves": curves, "splits": splits,
             "full_resolution": len(full), "scale": scale, "cv": cv}
 
 
@@ -409,7 +307,7 @@ def held_out_gain(scores: np.ndarray, grid_of, n_images: int, at_default: tuple,
 def format_report(result: dict) -> str:
     """Per class: the seed's and the chosen setting's Dice on all images, the held-out gain that decided,
     and the chosen thresholds."""
-    figures, config = result["figures"], result["config"]
+    dice, config = result["dice"], result["config"]
     splits = result.get("splits", 5)
     lines = [f"threshold search on {result['images']} out-of-fold images (" + (
                  f"{splits}-part cross-validation: a class keeps the seed's numbers unless its held-out gain is "
@@ -418,12 +316,12 @@ def format_report(result: dict) -> str:
              f"{result['images'] - result.get('full_resolution', 0)} on the stored 1/{result.get('scale', 1)} maps",
              f"{'class':>5} {'default':>8} {'tuned':>8} {'held-out':>9} {'label':>6} {'pixel':>6} {'min_comp':>8} "
              f"{'min_total':>9}"]
-    for k, row in figures.iterrows():
+    for k, row in dice.iterrows():
         lines.append(f"{int(row['class']):>5} {row['default']:8.5f} {row['tuned']:8.5f} {row['held_out_gain']:+9.5f} "
                      f"{config.label_thresholds[k]:6.2f} {config.pixel_thresholds[k]:6.2f} "
                      f"{config.min_component_px[k]:8d} {config.min_total_px[k]:9d}")
-    lines.append(f"{'mean':>5} {figures['default'].mean():8.5f} {figures['tuned'].mean():8.5f} "
-                 f"{figures['held_out_gain'].mean():+9.5f}")
+    lines.append(f"{'mean':>5} {dice['default'].mean():8.5f} {dice['tuned'].mean():8.5f} "
+                 f"{dice['held_out_gain'].mean():+9.5f}")
     if "cv" in result:
         lines.append(f"out-of-fold mean Dice (local CV): {result['cv']['mean']:.5f} at the chosen settings, "
                      f"{result['cv']['seed_mean']:.5f} at the seed's")

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from steelkit import atomic, checkpoint, distributed, folds, imagecache, timelimit, validation
+from steelkit import atomic, checkpoint, distributed, folds, imagecache, oof, timelimit, validation
 from steelkit.augment import train_augment
 from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
 from steelkit.datasets import (
@@ -53,6 +53,7 @@ from steelkit.datasets import (
 from steelkit.losses import build_loss
 from steelkit.model_input import model_input, unpack_masks
 from steelkit.models import build_model, freeze_unused
+from steelkit.pseudo import read_pseudo_labels
 from steelkit.recipe import Recipe
 
 # Fields a resumed run may change: more (or fewer) epochs, a common wish (the schedule is then stretched
@@ -117,7 +118,7 @@ def steps_in(n_batches: int, accumulation: int) -> int:
 
 
 def backward_step(model, batch: dict, loss_fn, scaler, recipe: Recipe, device: torch.device,
-                  accumulation: int | None = None) -> torch.Tensor:
+                  accumulation: int) -> torch.Tensor:
     """Forward and backward one micro-batch, the loss divided by the accumulation steps; returns the
     detached loss on the device (reading it would wait for the GPU)."""
     images = model_input(batch["image"], device, device.type == "cuda" and recipe.channels_last)
@@ -126,7 +127,7 @@ def backward_step(model, batch: dict, loss_fn, scaler, recipe: Recipe, device: t
     with torch.autocast(device.type, enabled=device.type == "cuda" and recipe.amp):
         logits = model(images)
     loss = loss_fn(logits.float(), target.float())  # masks travel as uint8, float only on the device
-    scaler.scale(loss / (accumulation or recipe.accumulation_steps)).backward()
+    scaler.scale(loss / accumulation).backward()
     return loss.detach()
 
 
@@ -149,7 +150,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, recipe, context, 
     model.train()
     accumulation = accumulation_steps(recipe, context.world_size)
     total, count, steps, lr = torch.zeros((), device=context.device), 0, 0, recipe.lr
-    bar = tqdm(loader, desc=desc, leave=False, disable=not context.main)
+    bar = tqdm(loader, desc=desc, leave=False, disable=not context.is_rank_zero)
     for i, batch in enumerate(bar):
         stepping = (i + 1) % accumulation == 0 or i + 1 == len(loader)
         # under DDP, gradients are all-reduced only on the micro-batch that steps
@@ -161,7 +162,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, recipe, context, 
             lr = learning_rate(recipe, epoch, steps, steps_per_epoch)
             optimizer_step(model, optimizer, scaler, lr, recipe.grad_clip)
             steps += 1
-            if context.main and steps % show_every == 0:
+            if context.is_rank_zero and steps % show_every == 0:
                 bar.set_postfix(loss=f"{float(total) / count:.4f}")
     return {"train_loss": float(total) / max(count, 1), "steps": steps, "lr": lr}
 
@@ -177,29 +178,12 @@ def epoch_seed(recipe: Recipe, epoch: int, rank: int = 0) -> int:
     return recipe.seed * 100_003 + epoch + 1_000_003 * rank
 
 
-def find_folds(data_dir: Path, out_dir: Path, table: pd.DataFrame, recipe: Recipe) -> tuple[pd.DataFrame, Path]:
-    """The folds to train on and their file: the recipe's ``folds_file``, else the folds CSV in the data
-    folder, else in the output folder, else new folds saved to the output folder (the data folder may be
-    read-only, as /kaggle/input is). A file made with other folds or another seed is an error."""
-    candidates = [Path(recipe.folds_file)] if recipe.folds_file else [data_dir / "folds.csv", out_dir / "folds.csv"]
-    for path in candidates:
-        if path.is_file():
-            made = folds.read_folds(path, table)
-            folds.check_made_as(made, path, recipe.n_folds, recipe.folds_seed)
-            return made, path
-    if recipe.folds_file:
-        raise FileNotFoundError(f"folds_file {recipe.folds_file}: no such file")
-    return folds.load_or_make(table, out_dir / "folds.csv", recipe.n_folds, recipe.folds_seed), out_dir / "folds.csv"
-
-
 def training_rows(recipe: Recipe, data_dir: Path, out_dir: Path):
     """(train samples, validation samples, validation image ids, folds file) for the recipe's fold, with
     pseudo rows."""
-    from steelkit.pseudo import read_pseudo_labels
-
     labels = data_dir / "train.csv"
     table = read_labels(labels, data_dir / "train_images")
-    made, folds_file = find_folds(data_dir, out_dir, table, recipe)
+    made, folds_file = folds.find(table, data_dir, out_dir, recipe.folds_file, recipe.n_folds, recipe.folds_seed)
     fold_of = made.set_index("ImageId")["fold"]
     in_valid = table["ImageId"].map(fold_of).to_numpy() == recipe.fold
     train = samples_from_table(table[~in_valid], data_dir / "train_images", source=labels)
@@ -231,7 +215,7 @@ def image_cache(recipe: Recipe, paths: list, shape, grayscale: bool, context, ow
     channels = 1 if grayscale else 3
     paths = list(dict.fromkeys(paths))
     where = None
-    if context.main:
+    if context.is_rank_zero:
         where, line = imagecache.choose(recipe.image_cache, len(paths) * shape[0] * shape[1] * channels,
                                         os.environ.get("STEELKIT_IMAGE_CACHE_DIR", ""))
         tqdm.write(line)
@@ -252,13 +236,13 @@ def image_cache(recipe: Recipe, paths: list, shape, grayscale: bool, context, ow
     where = distributed.broadcast_object(context, where)  # the others wait for the filled file
     if where is None:
         return None
-    return cache if context.main else imagecache.ImageCache.open(where, paths, shape, channels, owner)
+    return cache if context.is_rank_zero else imagecache.ImageCache.open(where, paths, shape, channels, owner)
 
 
 def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
           epochs_now: int | None = None, device: str | None = None, time_limit: float | str | None = None,
           started_at: float | None = None, clock=time.time) -> dict:
-    """Train one model as ``recipe`` says; return the best validation figures and the output paths.
+    """Train one model as ``recipe`` says; return the best validation scores and the output paths.
 
     ``epochs_now`` stops after that many epochs in this call; ``time_limit`` (seconds or "11h30m", counted
     from ``started_at`` on ``clock``, default now) stops before an epoch that would not fit
@@ -281,7 +265,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     used = [s.image_path for s in train_samples + valid_samples]
     shape = agreed_shape(used, "training images")
     grayscale = grayscale_is_exact(used)  # the cheaper exact decode, as prediction will use
-    if context.main:
+    if context.is_rank_zero:
         check_labels(train_samples + valid_samples, shape)
     cache = image_cache(recipe, used, shape, grayscale, context, str(out_dir.resolve()))
     train_set = SteelDataset(train_samples, shape, train_augment(recipe, shape), grayscale, cache, recipe.seed)
@@ -311,10 +295,13 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start, best, history = state["epoch"] + 1, tuple(state["best"]), state["history"]
-        if context.main and state.get("world_size", 1) != context.world_size:
+        if context.is_rank_zero:  # a kill after last.pt and before these leaves them an epoch behind, or half-written
+            atomic.remove_stale(out_dir)
+            atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
+        if context.is_rank_zero and state.get("world_size", 1) != context.world_size:
             tqdm.write(f"resuming a run of {state.get('world_size', 1)} process(es) with {context.world_size}: "
                        f"the effective batch stays {recipe.effective_batch}, the schedule keeps its shape")
-    if context.main:
+    if context.is_rank_zero:
         recipe.save(out_dir / "recipe.json")
     if deadline is not None:
         deadline.check_holds_an_epoch(history)
@@ -329,7 +316,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
             if problem:
                 stopped = (f"{recipe.name} fold {recipe.fold}: stopped before epoch {epoch + 1} of {recipe.epochs} "
                            f"({problem}); {out_dir / checkpoint.LAST} holds epoch {epoch}: resume to go on")
-                if context.main:
+                if context.is_rank_zero:
                     tqdm.write(stopped)
                 break
         started = clock()
@@ -342,27 +329,29 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
                                steps_per_epoch, desc)
         distributed.broadcast_buffers(model, context)
         validating = clock()
-        parts = validation.validation_parts(model, valid_loader, loss_fn, recipe, context.device, show=context.main)
+        parts = validation.validation_parts(model, valid_loader, loss_fn, recipe, context.device,
+                                            show=context.is_rank_zero)
         gathered = distributed.gather(context, parts)
-        if context.main:
-            result = validation.figures_and_oof(validation.merge(gathered), recipe.stage)
+        if context.is_rank_zero:
+            result = validation.scores_and_oof(validation.merge(gathered), recipe.stage)
             row = {"epoch": epoch + 1, "lr": done["lr"], "steps": done["steps"], "train_loss": done["train_loss"],
-                   **{k: float(v) for k, v in result["figures"].items()}, "seconds": clock() - started,
+                   **{k: float(v) for k, v in result["scores"].items()}, "seconds": clock() - started,
                    "val_seconds": clock() - validating}
             history.append(row)
-            atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
-            draw_curves(pd.DataFrame(history), out_dir / "curves.png", f"{recipe.name} fold {recipe.fold}")
+            # the state first, the metrics then, the picture last: a kill between them loses no epoch that
+            # metrics.csv claims (a resumed run rewrites it from last.pt's history)
             if (row["score"], -row["val_loss"]) > best:  # ties (common early on) go to the lower loss
                 best = (row["score"], -row["val_loss"])
                 checkpoint.save(out_dir / checkpoint.BEST, {
                     "model": model.state_dict(), "recipe": dataclasses.asdict(recipe), "epoch": epoch,
-                    "score": row["score"], "figures": row})
-                save_oof(out_dir / "oof.npz", valid_ids, result["oof"], recipe, shape)
+                    "score": row["score"], "scores": row})
+                oof.write(out_dir / oof.FILE, valid_ids, recipe.stage, recipe.oof_scale, shape, result["oof"])
             checkpoint.save(out_dir / checkpoint.LAST, {
                 "model": model.state_dict(), "recipe": dataclasses.asdict(recipe), "epoch": epoch, "best": best,
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "history": history,
-                "world_size": context.world_size, "steps_per_epoch": steps_per_epoch,
-                "accumulation_steps": accumulation})
+                "world_size": context.world_size})
+            atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
+            draw_curves(pd.DataFrame(history), out_dir / "curves.png", f"{recipe.name} fold {recipe.fold}")
             tqdm.write(f"{desc}: train loss {done['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
                        f"score {row['score']:.4f} (best {best[0]:.4f}), {row['seconds']:.0f}s"
                        + (cache_line(cache, cached, len(train_set) + len(valid_set)) if cache is not None else ""))
@@ -373,10 +362,10 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
             if ran == 1:
                 deadline.check_holds_an_epoch(history)
     if recipe.stage == "segmenter" and start + ran >= recipe.epochs and (out_dir / checkpoint.BEST).exists() \
-            and (ran or not has_tables(out_dir / "oof.npz")):
+            and (ran or not oof.has_tables(out_dir / oof.FILE)):
         final_oof(model, valid_ids, valid_loader, loss_fn, recipe, context, out_dir, shape)
     distributed.barrier(context)
-    if cache is not None and context.main and start + ran >= recipe.epochs:
+    if cache is not None and context.is_rank_zero and start + ran >= recipe.epochs:
         cache.remove()  # the run is complete; a stopped one keeps it for its resumption on this machine
     distributed.teardown(context)
     return {"best_score": best[0], "out": out_dir, "epochs_done": start + ran, "history": history,
@@ -389,12 +378,12 @@ def final_oof(model, valid_ids: list[str], loader, loss_fn, recipe: Recipe, cont
     (they cost a labelling per class and pixel threshold, too much for every epoch): oof.npz rewritten."""
     started = time.time()
     model.load_state_dict(checkpoint.load_state(out_dir / checkpoint.BEST)["model"])
-    parts = validation.validation_parts(model, loader, loss_fn, recipe, context.device, show=context.main,
+    parts = validation.validation_parts(model, loader, loss_fn, recipe, context.device, show=context.is_rank_zero,
                                         tables=True)
     gathered = distributed.gather(context, parts)
-    if context.main:
-        result = validation.figures_and_oof(validation.merge(gathered), recipe.stage)
-        save_oof(out_dir / "oof.npz", valid_ids, result["oof"], recipe, shape)
+    if context.is_rank_zero:
+        result = validation.scores_and_oof(validation.merge(gathered), recipe.stage)
+        oof.write(out_dir / oof.FILE, valid_ids, recipe.stage, recipe.oof_scale, shape, result["oof"])
         tqdm.write(f"{recipe.name} fold {recipe.fold}: out-of-fold maps and full-resolution threshold tables of "
                    f"the best epoch for {len(valid_ids)} images, {time.time() - started:.0f}s")
     distributed.barrier(context)
@@ -406,10 +395,6 @@ def cache_line(cache, before: int, items: int) -> str:
     return f", image cache hit rate {1 - decoded / max(items, 1):.0%}" + (f" ({decoded} decoded)" if decoded else "")
 
 
-def has_tables(path: Path) -> bool:
-    return path.is_file() and "seg_tables" in np.load(path).files
-
-
 def draw_curves(history: pd.DataFrame, path: Path, title: str) -> None:
     """curves.png beside metrics.csv, redrawn every epoch; a picture never stops a training run."""
     from steelkit import figures
@@ -418,74 +403,3 @@ def draw_curves(history: pd.DataFrame, path: Path, title: str) -> None:
         figures.training_curves(history, path, title)
     except Exception as error:  # matplotlib's failures are many; the run and its checkpoints matter more
         tqdm.write(f"warning: no training curves ({type(error).__name__}: {error})")
-
-
-def save_oof(path: Path, image_ids: list[str], oof: dict, recipe: Recipe, shape) -> Path:
-    """Out-of-fold probabilities of the best epoch, compact: ``seg_probs`` (N, 4, H/s, W/s) uint8 =
-    round(255 * p), averaged over s x s blocks (s = ``oof_scale``), with ``seg_tables``, ``truth_px``,
-    ``table_pixel`` and ``table_sizes`` after the final pass; or ``cls_probs`` (N, 4) float32; with
-    ``image_ids``, ``scale`` and the full image ``shape``."""
-    with atomic.atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, image_ids=np.array(image_ids), scale=recipe.oof_scale, shape=np.array(shape),
-                     stage=recipe.stage, **oof)
-    return path
-
-
-def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), encoder_weights: str = "",
-                    init_from: str = "", pseudo_labels: str = "", resume_from: str = "",
-                    epochs_now: int | None = None, gpus: int | None = None, device: str | None = None,
-                    time_limit: float | str | None = None, started_at: float | None = None,
-                    image_cache: str = "") -> dict:
-    """What a training notebook does: the preset with its overrides, every input named relative to the
-    attached inputs as ``<input slug>/<path>`` (found wherever Kaggle mounts them), the output in
-    <working>/<preset>-fold<k>. ``resume_from``
-    names an attached earlier output of the same notebook to continue from.
-
-    ``gpus`` (default: the CUDA devices visible) > 1: the run goes to torchrun, one process per device
-    (``steelkit.launch``), its output streamed here; else it runs in this process. ``device`` forces one
-    ("cpu": gloo processes, as the tests simulate two devices). ``time_limit`` counts from ``started_at``
-    (the notebook's start, ``time.time()``): the run stops cleanly before an epoch that would not fit, and the
-    notebook ends normally, its output ready to be attached by a part that resumes it. ``image_cache``
-    ("auto", "on", "off"; "" = the recipe's) decides whether the decoded images are kept in RAM."""
-    import shutil
-
-    from steelkit import launch, paths
-    from steelkit.recipe import override, preset
-
-    out_dir = paths.working_dir() / f"{preset_name}-fold{fold}"
-    changes = [f"fold={fold}", *overrides]
-    for field, value in (("encoder_weights", encoder_weights), ("pseudo_labels", pseudo_labels)):
-        if value:
-            changes.append(f"{field}={paths.resolve_input(value)}")
-    if image_cache:
-        changes.append(f"image_cache={image_cache}")
-    if init_from:
-        changes.append(f"init_checkpoint={paths.resolve_input(init_from) / checkpoint.BEST}")
-    if resume_from:
-        shutil.copytree(paths.resolve_input(f"{resume_from}/{out_dir.name}"), out_dir, dirs_exist_ok=True)
-    recipe, data_dir = override(preset(preset_name), changes), paths.find_data_dir()
-    gpus = launch.device_count() if gpus is None else gpus
-    if gpus > 1:
-        print(f"{gpus} devices: training with torchrun, one process each", flush=True)
-        left = None
-        if time_limit is not None:  # torchrun's processes start later: they get what is left
-            left = timelimit.parse_duration(time_limit) - (time.time() - (started_at or time.time()))
-            if left <= 0:
-                raise ValueError(f"time limit {time_limit!r} already used up before training started")
-        stops = []
-        launch.run_distributed(recipe, data_dir, out_dir, gpus, resume=bool(resume_from), epochs_now=epochs_now,
-                               device=device, time_limit=left,
-                               echo=lambda line: (print(line, flush=True), ": stopped before epoch" in line
-                                                  and stops.append(line)))
-        state = checkpoint.load_state(out_dir / checkpoint.LAST)
-        result = {"best_score": state["best"][0], "out": out_dir, "epochs_done": state["epoch"] + 1,
-                  "history": state["history"], "stopped": stops[-1] if stops else ""}
-    else:
-        result = train(recipe, data_dir, out_dir, resume=bool(resume_from), epochs_now=epochs_now, device=device,
-                       time_limit=time_limit, started_at=started_at)
-    if result["stopped"]:
-        print(f"{result['stopped']}\nto continue: a kernel with RESUME_FROM naming this notebook's output "
-              f"(build_kernel.py splits a long kernel into such parts), or `steelkit train --resume` on it",
-              flush=True)
-    return {**result, "metrics": pd.read_csv(out_dir / "metrics.csv")}

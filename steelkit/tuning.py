@@ -21,11 +21,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from steelkit import atomic, checkpoint, thresholds
+from steelkit import atomic, checkpoint, oof, thresholds
 from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
 from steelkit.datasets import SteelDataset, loader_workers, samples_from_table, worker_init_fn
+from steelkit.ensemble import Ensemble, resolve_devices
 from steelkit.model_input import unpack_masks
-from steelkit.predict import Ensemble, InferenceConfig, resolve_devices
+from steelkit.postprocess import TABLE_PIXEL_GRID, TABLE_SIZE_GRID, full_resolution_stats
+from steelkit.predict import InferenceConfig
 
 ENSEMBLE = "ensemble"  # the folder of the ensemble's out-of-fold file, under the tuning output
 
@@ -34,7 +36,7 @@ def held_out_by(segmenter_dirs) -> tuple[list[str], dict[tuple, list[str]]]:
     """(every out-of-fold image id, in first-seen order; {member indices: the ids exactly they held out})."""
     members_of: dict[str, list[int]] = {}
     for number, folder in enumerate(segmenter_dirs):
-        for image_id in np.load(thresholds.oof_file(folder))["image_ids"].tolist():
+        for image_id in oof.image_ids(oof.file_of(folder)):
             members_of.setdefault(image_id, []).append(number)
     groups: dict[tuple, list[str]] = {}
     for image_id, members in members_of.items():
@@ -56,7 +58,7 @@ def ensemble_oof(segmenter_dirs, data_dir: str | os.PathLike, out_dir: str | os.
     paths = [data_dir / "train_images" / i for i in ids]
     shape, grayscale = agreed_shape(paths, "training images"), grayscale_is_exact(paths)
     devices = resolve_devices(device)
-    found = {"seg_probs": {}, "seg_tables": {}, "truth_px": {}}
+    found = {oof.SEG_PROBS: {}, oof.SEG_TABLES: {}, oof.TRUTH_PX: {}}
     for members, group_ids in groups.items():
         ensemble = Ensemble([checkpoint_of(segmenter_dirs[m]) for m in members], devices, "segmenter")
         rows = table.loc[group_ids].reset_index()
@@ -66,21 +68,19 @@ def ensemble_oof(segmenter_dirs, data_dir: str | os.PathLike, out_dir: str | os.
         for batch in tqdm(loader, desc=f"out-of-fold maps of {len(members)} segmenter(s)", disable=not show):
             probs = ensemble(batch["image"], config.tta, config.amp).float()
             truth = unpack_masks(batch["mask"]).numpy() > 0
-            tables = thresholds.full_resolution_stats(probs.cpu().numpy(), truth)
+            tables = full_resolution_stats(probs.cpu().numpy(), truth)
             small = torch.nn.functional.avg_pool2d(probs, scale) if scale > 1 else probs
             maps = (small * 255).round().to(torch.uint8).cpu().numpy()
             for j, index in enumerate(batch["index"].tolist()):
                 image_id = group_ids[index]
-                found["seg_probs"][image_id], found["seg_tables"][image_id] = maps[j], tables[j]
-                found["truth_px"][image_id] = truth[j].sum(axis=(1, 2)).astype(np.int32)
-    path = Path(out_dir) / ENSEMBLE / "oof.npz"
+                found[oof.SEG_PROBS][image_id], found[oof.SEG_TABLES][image_id] = maps[j], tables[j]
+                found[oof.TRUTH_PX][image_id] = truth[j].sum(axis=(1, 2)).astype(np.int32)
+    path = Path(out_dir) / ENSEMBLE / oof.FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, image_ids=np.array(ids), scale=scale, shape=np.array(shape), stage="segmenter",
-                 table_pixel=np.array(thresholds.GRIDS["pixel"]),
-                 table_sizes=np.array(thresholds.GRIDS["min_component"]),
-                 **{key: np.stack([values[i] for i in ids]) for key, values in found.items()})
-    return path
+    return oof.write(path, ids, "segmenter", scale, shape,
+                     {oof.TABLE_PIXEL: np.array(TABLE_PIXEL_GRID),
+                      oof.TABLE_SIZES: np.array(TABLE_SIZE_GRID),
+                      **{key: np.stack([values[i] for i in ids]) for key, values in found.items()}})
 
 
 def checkpoint_of(folder: Path) -> Path:

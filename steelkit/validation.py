@@ -1,16 +1,16 @@
-"""Validation of one epoch: the figures training keeps its best checkpoint by, and out-of-fold probabilities.
+"""Validation of one epoch: the scores training keeps its best checkpoint by, and out-of-fold probabilities.
 
 - segmenter: Kaggle mean Dice of the masks after the seed's default post-processing (without the
   classifier's gating), per class; out-of-fold maps as uint8 ``round(255 p)`` averaged over
   ``oof_scale`` x ``oof_scale`` blocks, and, when asked (``tables``: the final pass of a training run),
   each image's kept areas and overlaps at full resolution for the threshold search
-  (``thresholds.full_resolution_stats``) with its truth areas;
+  (``postprocess.full_resolution_stats``) with its truth areas;
 - classifier: per-class accuracy and F1 at probability 0.5, and the gated-oracle Dice; out-of-fold
   probabilities (N, 4) float32.
 
 Under DDP every rank validates its own share of whole validation batches (``shard``), the parts are
 gathered on rank 0 in rank order and summarised there: each image goes through the model in the same
-batch as in a single-process run, so the figures are those of one process validating everything.
+batch as in a single-process run, so the scores are those of one process validating everything.
 """
 
 from __future__ import annotations
@@ -22,10 +22,16 @@ import torch
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
-from steelkit import metric, thresholds
+from steelkit import metric, oof
 from steelkit.model_input import model_input, unpack_masks
 from steelkit.models import pad_to_multiple
-from steelkit.postprocess import PostprocessConfig, clean_classes
+from steelkit.postprocess import (
+    TABLE_PIXEL_GRID,
+    TABLE_SIZE_GRID,
+    PostprocessConfig,
+    clean_classes,
+    full_resolution_stats,
+)
 
 
 def shard(dataset: Dataset, batch_size: int, rank: int, world_size: int) -> Dataset:
@@ -60,7 +66,7 @@ def validation_parts(model, loader, loss_fn, recipe, device: torch.device, show:
             full, truth = probs.cpu().numpy(), target.cpu().numpy()
             parts["dice"].append(metric.dice_masks(truth, clean_masks(full)))
             if tables:
-                parts["seg_tables"].append(thresholds.full_resolution_stats(full, truth > 0.5))
+                parts["seg_tables"].append(full_resolution_stats(full, truth > 0.5))
                 parts["truth_px"].append((truth > 0.5).sum(axis=(2, 3)).astype(np.int32))
             small = torch.nn.functional.avg_pool2d(probs, recipe.oof_scale) if recipe.oof_scale > 1 else probs
             parts["seg_probs"].append((small * 255).round().to(torch.uint8).cpu().numpy())
@@ -77,26 +83,27 @@ def merge(parts_per_rank: list[dict]) -> dict:
     return {key: [item for parts in parts_per_rank for item in parts[key]] for key in parts_per_rank[0]}
 
 
-def figures_and_oof(parts: dict, stage: str) -> dict:
-    """{"figures": val_loss, score and per-class figures; "oof": the out-of-fold arrays} from the parts."""
-    figures = {"val_loss": sum(parts["loss_sum"]) / max(sum(parts["count"]), 1)}
+def scores_and_oof(parts: dict, stage: str) -> dict:
+    """{"scores": val_loss, score and the per-class scores; "oof": the out-of-fold arrays} from the parts."""
+    scores = {"val_loss": sum(parts["loss_sum"]) / max(sum(parts["count"]), 1)}
     if stage == "segmenter":
         summary = metric.summarize(np.concatenate(parts["dice"]))
-        figures.update({"score": summary["mean"], **{f"dice_{k}": v for k, v in summary.items() if k != "mean"}})
-        oof = {"seg_probs": np.concatenate(parts["seg_probs"])}
+        scores.update({"score": summary["mean"], **{f"dice_{k}": v for k, v in summary.items() if k != "mean"}})
+        arrays = {oof.SEG_PROBS: np.concatenate(parts["seg_probs"])}
         if parts.get("seg_tables"):
-            oof.update(seg_tables=np.concatenate(parts["seg_tables"]), truth_px=np.concatenate(parts["truth_px"]),
-                       table_pixel=np.array(thresholds.GRIDS["pixel"]),
-                       table_sizes=np.array(thresholds.GRIDS["min_component"]))
-        return {"figures": figures, "oof": oof}
+            arrays.update({oof.SEG_TABLES: np.concatenate(parts["seg_tables"]),
+                           oof.TRUTH_PX: np.concatenate(parts["truth_px"]),
+                           oof.TABLE_PIXEL: np.array(TABLE_PIXEL_GRID),
+                           oof.TABLE_SIZES: np.array(TABLE_SIZE_GRID)})
+        return {"scores": scores, "oof": arrays}
     probs, truth = np.concatenate(parts["cls_probs"]), np.concatenate(parts["labels"])
-    figures.update(classifier_figures(probs, truth))
-    return {"figures": figures, "oof": {"cls_probs": probs.astype(np.float32)}}
+    scores.update(classifier_scores(probs, truth))
+    return {"scores": scores, "oof": {oof.CLS_PROBS: probs.astype(np.float32)}}
 
 
 def validate(model, loader, loss_fn, recipe, device: torch.device) -> dict:
-    """Validation figures and out-of-fold probabilities of one process over the whole ``loader``."""
-    return figures_and_oof(validation_parts(model, loader, loss_fn, recipe, device), recipe.stage)
+    """Validation scores and out-of-fold probabilities of one process over the whole ``loader``."""
+    return scores_and_oof(validation_parts(model, loader, loss_fn, recipe, device), recipe.stage)
 
 
 def clean_masks(probs: np.ndarray) -> np.ndarray:
@@ -107,7 +114,7 @@ def clean_masks(probs: np.ndarray) -> np.ndarray:
     return np.stack([clean_classes(p, config, every) for p in probs])
 
 
-def classifier_figures(probs: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:
+def classifier_scores(probs: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:
     """Per-class accuracy and F1 of (N, 4) probabilities, and the gated-oracle Dice.
 
     Gated-oracle Dice: the Kaggle mean Dice if every mask came from a perfect segmenter that cannot tell
@@ -115,10 +122,10 @@ def classifier_figures(probs: np.ndarray, truth: np.ndarray, threshold: float = 
     is not (a missed defect scores 0; a false alarm gets a non-empty mask on an empty pair, also 0).
     """
     pred = probs > threshold
-    figures = {"score": float((pred == truth).mean())}
+    scores = {"score": float((pred == truth).mean())}
     for k in range(truth.shape[1]):
         tp = float((pred[:, k] & truth[:, k]).sum())
         fp, fn = float((pred[:, k] & ~truth[:, k]).sum()), float((~pred[:, k] & truth[:, k]).sum())
-        figures[f"acc_{k + 1}"] = float((pred[:, k] == truth[:, k]).mean())
-        figures[f"f1_{k + 1}"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-    return figures
+        scores[f"acc_{k + 1}"] = float((pred[:, k] == truth[:, k]).mean())
+        scores[f"f1_{k + 1}"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    return scores

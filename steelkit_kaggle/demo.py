@@ -75,12 +75,10 @@ def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int]
 
     found = {slug: paths_of(inputs, slug, layout) for slug in (DEMO_CHAIN[2], DEMO_CHAIN[5])}
     truth, _, _ = read_table(data / "test_truth.csv")
-    empty = metric.summarize(metric.dice_tables(truth, truth.assign(rle_1="", rle_2="", rle_3="", rle_4=""),
-                                                shape)[[1, 2, 3, 4]].to_numpy())
     rounds = {}
     for label, slug in (("round 1 (no pseudo labels)", DEMO_CHAIN[2]), ("round 2 (with pseudo labels)", DEMO_CHAIN[5])):
         table, _, _ = read_table(found[slug] / "submission.csv")
-        rounds[label] = metric.summarize(metric.dice_tables(truth, table, shape)[[1, 2, 3, 4]].to_numpy())
+        rounds[label], empty = metric.score_tables(truth, table, shape)
         echo(f"\n== {label}: {found[slug] / 'submission.csv'}")
         echo(metric.format_report(rounds[label], empty))
     shutil.copy2(found[DEMO_CHAIN[5]] / "submission.csv", out / "submission.csv")

@@ -4,7 +4,9 @@ Each case runs the command line as a user does (``python -m steelkit ...``) on a
 competition: the exit status, the message naming the file/row/value, no traceback, and the files left.
 """
 
+import errno
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -18,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from steelkit import atomic, checkpoint, competition, predict, synthetic, train
+from steelkit import atomic, checkpoint, competition, models, predict, synthetic, train
 from steelkit.recipe import override, preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,6 +184,34 @@ def test_predict_checks_its_output_first_and_pictures_only_warn(data, trained, t
     assert "UserWarning" not in done.stderr and "warnings.warn" not in done.stderr
 
 
+def test_a_full_disk_names_the_file_keeps_the_last_submission_and_exits_2(data, trained, tmp_path):
+    """The submission cannot be stored (the file-size limit stands in for a full disk: the same refusal to
+    store, EFBIG where a full disk says ENOSPC): one line naming it, exit 2, the previous file whole."""
+    config = predict.InferenceConfig(num_workers=0)  # DataLoader workers' shared memory is held to the limit too
+    config.save(tmp_path / "inference.json")
+    models = ["--classifiers", trained / "cls-tiny", "--segmenters", trained / "seg-tiny", "--device", "cpu",
+              "--config", tmp_path / "inference.json"]
+    out = tmp_path / "s.csv"
+    out.write_text("the previous submission\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))  # noqa: E731
+    done = subprocess.run([sys.executable, "-m", "steelkit", "predict", "--data", str(data), *map(str, models),
+                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=300, preexec_fn=limit)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert f"steelkit predict: error: {out}: not written, file too large (the previous version is kept)" in done.stderr
+    assert out.read_text() == "the previous submission\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_full_disk_inside_an_atomic_write_becomes_one_named_error(tmp_path):
+    with pytest.raises(atomic.WriteError, match=f"{tmp_path / 'x.csv'}: not written, no space left on device "
+                                                r"\(nothing was written\)"):
+        with atomic.atomic_path(tmp_path / "x.csv"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert list(tmp_path.iterdir()) == []
+
+
 # 9. any image size for the threshold search
 
 def test_thresholds_for_a_size_that_oof_scale_does_not_divide(tmp_path):
@@ -200,6 +230,17 @@ def test_thresholds_for_a_size_that_oof_scale_does_not_divide(tmp_path):
     refused = steelkit("thresholds", "--data", data, "--segmenters", tmp_path / "seg", "--splits", "0",
                        "--out", tmp_path / "inference.json", expect=2)
     assert "splits 0: at least 1" in refused.stderr and not (tmp_path / "inference.json").exists()
+    other = synthetic.make(tmp_path / "other", synthetic.SynthConfig(n_train=12, n_test=2, height=100, width=790,
+                                                                     seed=2))
+    refused = steelkit("thresholds", "--data", other, "--segmenters", tmp_path / "seg",
+                       "--out", tmp_path / "inference.json", expect=2)
+    assert f"of the out-of-fold files of {tmp_path / 'seg'} are not images of {other}" in refused.stderr
+    assert "another competition" in refused.stderr and not (tmp_path / "inference.json").exists()
+    resized = synthetic.make(tmp_path / "resized", synthetic.SynthConfig(n_train=12, n_test=2, height=64, width=400,
+                                                                         seed=1))  # the same image names
+    refused = steelkit("thresholds", "--data", resized, "--segmenters", tmp_path / "seg",
+                       "--out", tmp_path / "inference.json", expect=2)
+    assert "are of 100x790 images, those of" in refused.stderr and "are 64x400" in refused.stderr
 
 
 # 10. resume: epochs may grow, other changes are named
@@ -234,6 +275,10 @@ def test_outputs_are_written_with_the_usual_permissions(tmp_path):
     (["--preset", "seg-tiny", "--set", "colour=red"], "--set 'colour=red': expected key=value with key one of"),
     (["--preset", "seg-tiny", "--set", "epochs=many"], "--set 'epochs=many': invalid literal for int()"),
     (["--preset", "seg-tiny", "--fold", "7"], "fold 7 outside 0..4"),
+    (["--preset", "seg-tiny", "--set", "crop_width=-512"], "recipe 'seg-tiny': crop_width -512: 0 (the full image)"),
+    (["--preset", "seg-tiny", "--set", "hflip=1.5"], "recipe 'seg-tiny': hflip 1.5: a probability, in [0, 1]"),
+    (["--preset", "seg-tiny", "--set", "lr=-0.01"], "recipe 'seg-tiny': lr -0.01: a learning rate above 0"),
+    (["--preset", "cls-tiny", "--set", "val_batch_size=0"], "recipe 'cls-tiny': val_batch_size 0: at least 1"),
 ])
 def test_training_options_that_are_wrong(mini, tmp_path, args, message):
     done = steelkit("train", *args, "--data", mini, "--out", tmp_path / "out", expect=2)
@@ -259,11 +304,11 @@ class Planted:
 
 def test_a_checkpoint_whose_unpickling_would_run_code_is_refused(trained, tmp_path, monkeypatch):
     state = torch.load(trained / "seg-tiny" / "best.pt", weights_only=True)
-    state["figures"] = Planted()
+    state["scores"] = Planted()
     torch.save(state, tmp_path / "best.pt")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"best.pt: refused, it holds more than tensors and plain values"):
-        checkpoint.load_model(tmp_path / "best.pt")
+        models.load_model(tmp_path / "best.pt")
     assert not (tmp_path / "planted-code-ran").exists()
 
 
@@ -316,3 +361,36 @@ def test_ctrl_c_during_training_says_how_to_resume(data, tmp_path):
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert "interrupted" in stderr and "--resume" in stderr
     assert checkpoint.load_state(tmp_path / "out" / "last.pt")["epoch"] >= 0
+
+
+KILLED_WHILE = """
+import os, signal, sys
+from steelkit import atomic, cli, train
+
+def killed(history, path, title):  # SIGKILL, as Kaggle's time cap kills, while the picture is half-written
+    with atomic.atomic_path(path) as tmp:
+        tmp.write_bytes(b"half a png")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+train.draw_curves = killed
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_while_an_epoch_is_saved_loses_nothing_that_metrics_claim(data, tmp_path):
+    """The state first, the metrics then, the picture last: killed while drawing, the epoch is in last.pt
+    and metrics.csv alike; the resumed run removes the half-written picture and ends as a whole run does."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = ["train", "--preset", "seg-tiny", "--data", str(data), "--out", str(tmp_path / "out"),
+            "--set", "n_folds=3", "--set", "epochs=2", "--device", "cpu"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE, *args], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    out = tmp_path / "out"
+    assert checkpoint.load_state(out / "last.pt")["epoch"] == 0 and (out / "best.pt").is_file()
+    assert pd.read_csv(out / "metrics.csv")["epoch"].tolist() == [1]  # counted from 1
+    assert [p.name for p in out.glob(".curves.png.*.tmp")]  # what the kill left
+    steelkit(*args, "--resume", expect=0)
+    assert not list(out.glob(".*.tmp")) and (out / "curves.png").is_file()
+    assert pd.read_csv(out / "metrics.csv")["epoch"].tolist() == [1, 2]
+    assert checkpoint.load_state(out / "last.pt")["epoch"] == 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from steelkit import budget, checkpoint
+from steelkit import budget, models
 from steelkit.recipe import override, preset
 
 
@@ -27,8 +27,8 @@ def test_assumptions_per_family_and_per_stage():
 
 
 def test_measure_times_the_real_models_here(trained):
-    models = [checkpoint.load_model(trained / name) for name in ("cls-tiny", "seg-tiny")]
-    result = budget.measure([(m, r.stage) for m, r in models], 100, 2, batch_size=2, device="cpu", shape=(64, 320),
+    loaded = [models.load_model(trained / name) for name in ("cls-tiny", "seg-tiny")]
+    result = budget.measure([(m, r.stage) for m, r in loaded], 100, 2, batch_size=2, device="cpu", shape=(64, 320),
                             repeats=1)
     assert result.minutes > result.per_stage["cpu"] > 0 and result.per_stage["segmenter"] > 0
     assert str(result).startswith("measured on cpu:")

@@ -59,3 +59,43 @@ def test_thresholds_then_predict_with_pseudo_labels(mini, trained, tmp_path):
     assert "mean Dice:" in done.stdout and "all-empty" in done.stdout, "scored against test_truth.csv"
     assert list((tmp_path / "overlays").glob("*.png")) or "0 overlay pictures" in done.stdout
     assert steelkit("validate", tmp_path / "submission.csv", "--sample", mini / "sample_submission.csv").returncode == 0
+
+
+def test_score_against_a_long_schema_truth(tmp_path):
+    """Today's train.csv lists only the images with defects: a validation fold's predictions are scored
+    against the fold's rows of it, the fold's defect-free images counted as such and said so."""
+    data = tmp_path / "data"
+    assert steelkit("synth", data, "--train", 16, "--test", 2, "--seed", 4, "--shape", "32x96").returncode == 0
+    labels = pd.read_csv(data / "train.csv")  # long schema, defect rows only
+    images = sorted(p.name for p in (data / "train_images").iterdir())
+    fold = images[:10]
+    named = sorted(set(labels["ImageId"]) & set(fold))
+    assert 0 < len(named) < len(fold)
+    truth = tmp_path / "fold_truth.csv"
+    labels[labels["ImageId"].isin(fold)].to_csv(truth, index=False)
+    perfect = tmp_path / "perfect.csv"  # the truth's own masks, four rows an image, defect-free ones empty
+    rows = labels.set_index(["ImageId", "ClassId"])["EncodedPixels"]
+    pd.DataFrame([(i, c, rows.get((i, c), "")) for i in fold for c in (1, 2, 3, 4)],
+                 columns=["ImageId", "ClassId", "EncodedPixels"]).to_csv(perfect, index=False)
+
+    scored = steelkit("score", perfect, truth)
+    assert scored.returncode == 0, scored.stderr
+    assert scored.stdout.splitlines()[0] == "mean Dice: 1.00000"
+    assert f"{len(fold)} images scored, {len(fold) - len(named)} of them as defect-free" in scored.stdout
+
+    pinned = tmp_path / "pinned"
+    pinned.mkdir()
+    for name in fold:
+        (pinned / name).symlink_to(data / "train_images" / name)
+    assert steelkit("score", perfect, truth, "--images", pinned).returncode == 0
+    (pinned / images[12]).symlink_to(data / "train_images" / images[12])  # an image the submission lacks
+    short = steelkit("score", perfect, truth, "--images", pinned)
+    assert short.returncode == 2 and "Traceback" not in short.stderr
+    assert f"{images[12]}_1" in short.stderr and "missing" in short.stderr
+
+    partial = tmp_path / "partial.csv"  # a defect image of the truth left out of the submission
+    table = pd.read_csv(perfect)
+    table[table["ImageId"] != named[0]].to_csv(partial, index=False)
+    missing = steelkit("score", partial, truth)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"1 images of {truth} are not in {partial}, e.g. {named[0]}" in missing.stderr

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from steelkit import checkpoint, external
+from steelkit import ensemble, external, models
 from steelkit.model_input import IMAGENET_MEAN, IMAGENET_STD
 from steelkit.predict import InferenceConfig, predict
 
@@ -29,7 +29,7 @@ class RawInput(nn.Module):
 @pytest.mark.parametrize("stage, channels, output", [("segmenter", 1, "probabilities"), ("classifier", 3, "logits")])
 def test_a_torchscript_member_predicts_as_its_original(trained, tmp_path, stage, channels, output):
     name = "seg-tiny" if stage == "segmenter" else "cls-tiny"
-    model, _ = checkpoint.load_model(trained / name)
+    model, _ = models.load_model(trained / name)
     grey = torch.rand(2, 1, 64, 320).expand(-1, 3, -1, -1)  # grayscale content in three channels, as the data
     images = (grey - torch.tensor(IMAGENET_MEAN).view(1, -1, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, -1, 1, 1)
     path = external.export(RawInput(model, channels, output == "probabilities"), stage, tmp_path / "m.pt",
@@ -42,11 +42,11 @@ def test_a_torchscript_member_predicts_as_its_original(trained, tmp_path, stage,
 
 
 def test_the_submission_takes_members_from_an_attached_folder_like_checkpoints(mini, trained, tmp_path):
-    model, _ = checkpoint.load_model(trained / "seg-tiny")
+    model, _ = models.load_model(trained / "seg-tiny")
     folder = tmp_path / "mlcomp"
     external.export(RawInput(model, 3, False), "segmenter", folder / "unet.pt", torch.rand(1, 3, 64, 320),
                     output="logits", channels=3, mean=[0.0] * 3, std=[1.0] * 3, max_pixel_value=255.0)
-    found = checkpoint.split_by_stage(checkpoint.find_checkpoints([folder, trained]))
+    found = ensemble.split_by_stage(ensemble.find_checkpoints([folder, trained]))
     assert folder / "unet.pt" in found["segmenter"] and len(found["classifier"]) == 1
     config = InferenceConfig(num_workers=0, tta=("none",))
     ours = predict(mini, found["classifier"], [trained / "seg-tiny" / "best.pt"], tmp_path / "a.csv", config,

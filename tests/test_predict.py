@@ -6,7 +6,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from steelkit import checkpoint, submission
+from steelkit import ensemble, submission
 from steelkit.competition import read_table
 from steelkit.postprocess import PostprocessConfig
 from steelkit.predict import InferenceConfig, predict
@@ -15,8 +15,8 @@ from steelkit.predict import InferenceConfig, predict
 def test_predict_writes_a_valid_submission_and_pseudo_labels(mini, trained, tmp_path):
     config = InferenceConfig(num_workers=0, batch_size=3, pseudo_high=0.5, pseudo_low=0.5,
                              postprocess=PostprocessConfig(label_thresholds=(0.0,) * 4, pixel_thresholds=(0.3,) * 4))
-    result = predict(mini, checkpoint.find_checkpoints([trained / "cls-tiny"]),
-                     checkpoint.find_checkpoints([trained / "seg-tiny"]), tmp_path / "submission.csv", config,
+    result = predict(mini, ensemble.find_checkpoints([trained / "cls-tiny"]),
+                     ensemble.find_checkpoints([trained / "seg-tiny"]), tmp_path / "submission.csv", config,
                      pseudo_out=tmp_path / "pseudo.csv", pseudo_round=2, device="cpu")
     assert submission.validate(tmp_path / "submission.csv", mini / "sample_submission.csv", (64, 320)) == 32
     assert InferenceConfig.load(tmp_path / "submission.inference.json") == config
@@ -34,7 +34,7 @@ def test_an_unreadable_test_image_gets_empty_predictions_and_a_warning(mini, tra
                              postprocess=PostprocessConfig(label_thresholds=(0.0,) * 4, pixel_thresholds=(0.0,) * 4,
                                                            min_component_px=(0,) * 4, min_total_px=(0,) * 4))
     with pytest.warns(UserWarning, match=victim.name):
-        result = predict(data, [], checkpoint.find_checkpoints([trained / "seg-tiny"]), tmp_path / "s.csv", config,
+        result = predict(data, [], ensemble.find_checkpoints([trained / "seg-tiny"]), tmp_path / "s.csv", config,
                          device="cpu")
     assert result["failed"] == [victim.name]
     table = read_table(tmp_path / "s.csv")[0].set_index("ImageId")
@@ -45,16 +45,16 @@ def test_an_unreadable_test_image_gets_empty_predictions_and_a_warning(mini, tra
 
 def test_wrong_stage_and_config_errors(mini, trained, tmp_path):
     with pytest.raises(ValueError, match="is a classifier, given as a segmenter"):
-        predict(mini, [], checkpoint.find_checkpoints([trained / "cls-tiny"]), tmp_path / "s.csv",
+        predict(mini, [], ensemble.find_checkpoints([trained / "cls-tiny"]), tmp_path / "s.csv",
                 InferenceConfig(num_workers=0), device="cpu")
     with pytest.raises(ValueError, match="need a classifier ensemble"):
-        predict(mini, [], checkpoint.find_checkpoints([trained / "seg-tiny"]), tmp_path / "s.csv",
+        predict(mini, [], ensemble.find_checkpoints([trained / "seg-tiny"]), tmp_path / "s.csv",
                 InferenceConfig(num_workers=0), pseudo_out=tmp_path / "p.csv", device="cpu")
     assert not (tmp_path / "s.csv").exists()
     with pytest.raises(ValueError, match="TTA modes"):
         InferenceConfig(tta=("rot90",))
     with pytest.raises(FileNotFoundError, match="no best.pt"):
-        checkpoint.find_checkpoints([tmp_path])
+        ensemble.find_checkpoints([tmp_path])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert InferenceConfig().postprocess == PostprocessConfig()

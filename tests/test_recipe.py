@@ -4,7 +4,7 @@ from steelkit import recipe as recipes
 
 
 def test_presets_follow_the_seed():
-    assert recipes.preset("cls-effb1").batch_size * recipes.preset("cls-effb1").accumulation_steps == 32
+    assert recipes.preset("cls-effb1").effective_batch == 32
     assert recipes.preset("cls-r34").batch_size == 16 and recipes.preset("cls-r34").effective_batch == 32
     assert recipes.preset("cls-effb1").optimizer == "sgd"
     for name in ("seg-unet-effb3", "seg-fpn-effb3", "seg-fpn-effb3-dice"):

@@ -1,8 +1,10 @@
 """The demo's report page, rendered in a real headless browser: every image shown, no request off the machine."""
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,17 @@ from steelkit import figures, overlay
 from steelkit_kaggle import report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+GET_CHROMIUM = "Debian's chromium renders the report (apt-get install chromium, as root; .ci/run does)"
+
+
+def need_browser() -> str:
+    """The browser, or the test skipped where none is installed; under CI (``CI=true``) a missing browser
+    fails, so that the check runs where .ci/run installed it."""
+    if CHROMIUM:
+        return CHROMIUM
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"no chromium under CI: {GET_CHROMIUM}")
+    pytest.skip(f"no chromium here: {GET_CHROMIUM}")
 
 
 @pytest.fixture
@@ -53,9 +66,9 @@ BLINK_RESOURCE_LOADER = 101845102  # the traffic annotation of a page's own requ
 def render(page: Path, scratch: Path) -> tuple[str, list[str]]:
     """Load ``page`` in headless Chromium -> (the DOM after load, the URLs the page itself requested).
     Chromium's own background requests (clock, account checks) carry other annotations and are left out."""
-    assert CHROMIUM, "Debian's chromium is needed for this test (.ci/run installs it: apt-get install chromium)"
+    browser = need_browser()
     netlog = scratch / "net.json"
-    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
                            f"--user-data-dir={scratch / 'profile'}", f"--log-net-log={netlog}",
                            "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
@@ -77,3 +90,13 @@ def test_the_browser_check_sees_a_page_that_reaches_out(tmp_path):
     planted.write_text('<html><body><img src="http://198.51.100.7/x.png"></body></html>')
     _, requests = render(planted, tmp_path / "planted")
     assert requests == ["http://198.51.100.7/x.png"]
+
+
+def test_a_missing_browser_skips_on_a_users_machine_and_fails_under_ci(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        need_browser()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no chromium under CI"):
+        need_browser()

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steelkit import rle, thresholds
+from steelkit import oof, postprocess, rle, thresholds
 from steelkit.postprocess import PostprocessConfig, clean_mask
 
 SHAPE = (64, 320)  # 1/20 of a 256 x 1600 image: 1 px here is 20 reference px
@@ -44,17 +44,17 @@ def planted(tmp_path, n=40):
 def test_finds_the_planted_optimum(tmp_path):
     data = planted(tmp_path)
     result = thresholds.search([tmp_path / "cls"], [tmp_path / "seg"], data)
-    config, figures = result["config"], result["figures"]
+    config, dice = result["config"], result["dice"]
     assert config.label_thresholds[0] == 0.4
     assert config.pixel_thresholds[0] == 0.45
     assert config.min_component_px[0] in (200, 300, 500, 800)
-    assert figures.loc[0, "tuned"] == 1.0 and figures.loc[0, "default"] < 0.6
+    assert dice.loc[0, "tuned"] == 1.0 and dice.loc[0, "default"] < 0.6
     # classes without any signal keep the seed's numbers
     defaults = PostprocessConfig()
     assert config.label_thresholds[1:] == defaults.label_thresholds[1:]
     assert config.min_total_px[1:] == defaults.min_total_px[1:]
     line = thresholds.format_report(result).splitlines()[3].split()
-    assert line[0] == "1" and float(line[3]) == pytest.approx(1.0 - figures.loc[0, "default"], abs=1e-5)
+    assert line[0] == "1" and float(line[3]) == pytest.approx(1.0 - dice.loc[0, "default"], abs=1e-5)
 
 
 def test_score_grid_matches_a_direct_computation():
@@ -84,9 +84,9 @@ def test_class_maps_average_each_image_over_the_segmenters_that_saw_it(tmp_path)
         (tmp_path / name).mkdir()
         np.savez(tmp_path / name / "oof.npz", image_ids=np.array(ids), scale=1, shape=np.array([8, 16]),
                  stage="segmenter", seg_probs=maps)
-    chunks = list(thresholds.read_rows(tmp_path / "a" / "oof.npz", "seg_probs", chunk=2))
+    chunks = list(oof.read_rows(tmp_path / "a" / "oof.npz", "seg_probs", chunk=2))
     assert [start for start, _ in chunks] == [0, 2] and np.array_equal(np.concatenate([c for _, c in chunks]), a)
-    ids, sources, meta = thresholds.map_sources([tmp_path / "a", tmp_path / "b"])
+    ids, sources, meta = oof.map_sources([tmp_path / "a", tmp_path / "b"])
     assert ids == ["w", "x", "y", "z"] and meta["shape"] == (8, 16)
     maps = thresholds.class_maps(sources, len(ids), 2)
     np.testing.assert_array_equal(maps[0], b[1, 2])
@@ -122,7 +122,7 @@ def test_a_setting_that_wins_on_one_image_only_is_not_adopted(tmp_path):
                  stage=name, **{key: values})
     result = thresholds.search([tmp_path / "cls"], [tmp_path / "seg"], data)
     assert result["config"].min_total_px[0] == PostprocessConfig().min_total_px[0] == 600
-    assert result["figures"].loc[0, "held_out_gain"] == 0.0
+    assert result["dice"].loc[0, "held_out_gain"] == 0.0
     along_total = dict(zip(result["curves"][0]["min_total"]["grid"], result["curves"][0]["min_total"]["dice"]))
     assert along_total[0] == pytest.approx(along_total[600] + 1 / 40), "in-sample, the lucky setting wins"
 
@@ -157,7 +157,7 @@ def speckly_set(tmp_path, n=30, shape=(32, 200), scale=4, seed=0, name="seg", ta
     small = probs.reshape(n, 4, shape[0] // scale, scale, shape[1] // scale, scale).mean(axis=(3, 5))
     extra = {}
     if tables:
-        extra = {"seg_tables": thresholds.full_resolution_stats(probs, truth.astype(bool)),
+        extra = {"seg_tables": postprocess.full_resolution_stats(probs, truth.astype(bool)),
                  "truth_px": truth.sum(axis=(2, 3)).astype(np.int32),
                  "table_pixel": np.array(thresholds.GRIDS["pixel"]),
                  "table_sizes": np.array(thresholds.GRIDS["min_component"])}
@@ -171,8 +171,8 @@ def test_full_resolution_tables_are_what_predict_would_keep():
     rng = np.random.default_rng(3)
     probs = rng.random((3, 4, 40, 120)).astype(np.float32) ** 3
     truth = rng.random((3, 4, 40, 120)) < 0.1
-    table = thresholds.full_resolution_stats(probs, truth, (0.3, 0.55, 0.9), (0, 150, 800, 5000))
-    sizes = thresholds.in_pixels((0, 150, 800, 5000), (40, 120))
+    table = postprocess.full_resolution_stats(probs, truth, (0.3, 0.55, 0.9), (0, 150, 800, 5000))
+    sizes = postprocess.in_pixels((0, 150, 800, 5000), (40, 120))
     assert sizes.tolist() == [0, 2, 9, 59]  # as PostprocessConfig.for_shape rounds them
     for n in range(3):
         for k in range(4):
@@ -187,7 +187,8 @@ def brute_force_search(probs, truth, cls, grids):
     ``clean_mask`` as predict applies it, then every label threshold and total area -> per class the
     mean pair Dice of every setting, (pixel, component, label, total)."""
     n, shape = len(probs), probs.shape[-2:]
-    sizes, totals = thresholds.in_pixels(grids["min_component"], shape), thresholds.in_pixels(grids["min_total"], shape)
+    sizes = postprocess.in_pixels(grids["min_component"], shape)
+    totals = postprocess.in_pixels(grids["min_total"], shape)
     cubes = []
     for k in range(4):
         cube = np.zeros([len(grids[g]) for g in ("pixel", "min_component", "label", "min_total")])
@@ -222,10 +223,10 @@ def test_search_agrees_with_a_straightforward_full_resolution_search(tmp_path):
     for k, cube in enumerate(brute_force_search(probs, truth, cls, grids)):
         chosen = grid_index(grids, config, k)
         assert cube[chosen] == pytest.approx(cube.max(), abs=1e-12), f"class {k + 1}"
-        assert result["figures"].loc[k, "tuned"] == pytest.approx(cube.max(), abs=1e-12)
+        assert result["dice"].loc[k, "tuned"] == pytest.approx(cube.max(), abs=1e-12)
         seed = (grids["pixel"].index(0.55), grids["min_component"].index(150),
                 grids["label"].index(defaults.label_thresholds[k]), grids["min_total"].index(defaults.min_total_px[k]))
-        assert result["figures"].loc[k, "default"] == pytest.approx(cube[seed], abs=1e-12)
+        assert result["dice"].loc[k, "default"] == pytest.approx(cube[seed], abs=1e-12)
     assert "24 images scored at full resolution" in thresholds.format_report(result)
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from steelkit import checkpoint, synthetic, train
+from steelkit import checkpoint, launch, models, synthetic, train
 from steelkit.recipe import Recipe, override, preset
 
 
@@ -20,11 +20,11 @@ def test_accumulated_gradients_equal_one_big_batch():
 
     for start in range(0, 6, 2):  # three micro-batches of 2, each loss divided by 3
         train.backward_step(model, {"image": images[start:start + 2], "labels": labels[start:start + 2]},
-                            loss_fn, scaler, recipe, torch.device("cpu"))
+                            loss_fn, scaler, recipe, torch.device("cpu"), train.accumulation_steps(recipe))
     accumulated = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
     train.backward_step(model, {"image": images, "labels": labels}, loss_fn, scaler,
-                        override(recipe, ["batch_size=6"]), torch.device("cpu"))
+                        override(recipe, ["batch_size=6"]), torch.device("cpu"), 1)
     for name, param in model.named_parameters():
         torch.testing.assert_close(accumulated[name], param.grad, rtol=1e-4, atol=1e-6, msg=name)
 
@@ -87,7 +87,7 @@ def test_outputs_say_how_they_were_made(mini, tmp_path):
     train.train(recipe, mini, tmp_path, device="cpu")
     made = override(recipe, [f"folds_file={tmp_path / 'folds.csv'}"])  # the recipe says which folds it used
     assert Recipe.load(tmp_path / "recipe.json") == made
-    model, loaded = checkpoint.load_model(tmp_path)
+    model, loaded = models.load_model(tmp_path)
     assert loaded == made and not model.training
     oof = np.load(tmp_path / "oof.npz")
     folds = pd.read_csv(tmp_path / "folds.csv")
@@ -171,12 +171,12 @@ def test_train_in_kernel_reads_inputs_writes_working_and_resumes(mini, tmp_path,
     monkeypatch.setenv(paths.INPUT_ENV, str(inputs))
     monkeypatch.setenv(paths.WORKING_ENV, str(working))
     overrides = ["epochs=2", "n_folds=3", "batch_size=4", "effective_batch=4"]
-    first = train.train_in_kernel("seg-tiny", 1, overrides, epochs_now=1)
+    first = launch.train_in_kernel("seg-tiny", 1, overrides, epochs_now=1)
     assert first["out"] == working / "seg-tiny-fold1" and len(first["metrics"]) == 1
     assert "seg_tables" not in np.load(working / "seg-tiny-fold1" / "oof.npz").files  # not finished yet
     shutil.copytree(working, inputs / "earlier-session")  # the first session's output, attached
     shutil.rmtree(working)
-    second = train.train_in_kernel("seg-tiny", 1, overrides, resume_from="earlier-session")
+    second = launch.train_in_kernel("seg-tiny", 1, overrides, resume_from="earlier-session")
     assert second["metrics"]["epoch"].tolist() == [1, 2]
     assert checkpoint.load_state(working / "seg-tiny-fold1" / "last.pt")["epoch"] == 1
     assert "seg_tables" in np.load(working / "seg-tiny-fold1" / "oof.npz").files  # finished: the final pass ran

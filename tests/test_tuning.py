@@ -9,8 +9,9 @@ import torch
 
 from steelkit import checkpoint, thresholds, train, tuning
 from steelkit.competition import decode_row, read_labels
+from steelkit.ensemble import Ensemble
 from steelkit.postprocess import PostprocessConfig, clean_mask
-from steelkit.predict import Ensemble, InferenceConfig
+from steelkit.predict import InferenceConfig
 from steelkit.recipe import override, preset
 from tests.test_thresholds import brute_force_search, grid_index, speckly_set
 

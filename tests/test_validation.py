@@ -1,4 +1,4 @@
-"""Validation figures, and validation spread over ranks giving exactly one process's figures."""
+"""Validation scores, and validation spread over ranks giving exactly one process's scores."""
 
 import numpy as np
 import torch
@@ -11,13 +11,13 @@ from steelkit.models import build_model
 from steelkit.recipe import override, preset
 
 
-def test_classifier_figures_by_hand():
+def test_classifier_scores_by_hand():
     probs = np.array([[0.9, 0.1, 0.2, 0.1], [0.2, 0.1, 0.8, 0.1]])
     truth = np.array([[True, False, False, False], [False, False, False, True]])
-    figures = validation.classifier_figures(probs, truth)
-    assert figures["score"] == 6 / 8  # two wrong calls of eight
-    assert figures["f1_1"] == 1.0 and figures["f1_3"] == 0.0 and figures["f1_2"] == 1.0
-    assert figures["acc_4"] == 0.5
+    scores = validation.classifier_scores(probs, truth)
+    assert scores["score"] == 6 / 8  # two wrong calls of eight
+    assert scores["f1_1"] == 1.0 and scores["f1_3"] == 0.0 and scores["f1_2"] == 1.0
+    assert scores["acc_4"] == 0.5
 
 
 def test_shards_are_whole_batches_covering_every_item_once():
@@ -39,6 +39,6 @@ def test_validation_spread_over_ranks_equals_one_process(mini):
     parts = [validation.validation_parts(model, loader(validation.shard(dataset, 3, rank, 2)), loss_fn, recipe,
                                          torch.device("cpu")) for rank in range(2)]
     assert sum(parts[1]["count"]) == 5  # rank 1 validated its share: the last 2 of 4 batches (5 images)
-    spread = validation.figures_and_oof(validation.merge(parts), recipe.stage)
-    assert spread["figures"] == whole["figures"]
+    spread = validation.scores_and_oof(validation.merge(parts), recipe.stage)
+    assert spread["scores"] == whole["scores"]
     np.testing.assert_array_equal(spread["oof"]["seg_probs"], whole["oof"]["seg_probs"])

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from steelkit import rle, synthetic, thresholds
-from steelkit.postprocess import PostprocessConfig, clean_mask, postprocess
+from steelkit.postprocess import PostprocessConfig, clean_mask, full_resolution_stats, postprocess
 
 SHAPE, SCALE, N_TUNE, N_EVAL, TOLERANCE = (256, 1600), 4, 250, 250, 0.0005
 
@@ -109,7 +109,7 @@ def write_tuning_set(folder: Path, grid: dict) -> tuple[np.ndarray, np.ndarray, 
         truth, probs, cls[i] = image(i)
         small[i] = np.round(cv2.resize(probs.transpose(1, 2, 0), (SHAPE[1] // SCALE, SHAPE[0] // SCALE),
                                        interpolation=cv2.INTER_AREA).transpose(2, 0, 1) * 255)
-        tables[i] = thresholds.full_resolution_stats(probs[None], truth[None])[0]
+        tables[i] = full_resolution_stats(probs[None], truth[None])[0]
         stats[i] = straightforward_stats(truth, probs, grid)
         truth_px[i] = truth.sum(axis=(1, 2))
         rows += [(f"{ids[i]}_{k + 1}", rle.encode(truth[k])) for k in range(4)]
