@@ -9,9 +9,9 @@ KAGGLE_STAMP := .venv-kaggle/kaggle-image.txt
 
 .PHONY: demo test bench lint
 
+# uv (steelkit_kaggle/install.py) unpacks each wheel once and hard-links it into both environments
 $(STAMP): requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(PYTHON) -m steelkit_kaggle.install $(VENV) -r requirements.txt
 	cp requirements.txt $(STAMP)
 
 $(KAGGLE_STAMP): kernels/kaggle-image.txt $(STAMP)

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from steelkit.rle import IMAGE_SHAPE
+
 T4_TFLOPS = {"resnet": 9.8, "depthwise": 2.45}  # effective fp16 TFLOP/s per family on one T4 (see above)
 KAGGLE_GPUS = 2
 PER_IMAGE_SECONDS = 0.01  # JPEG decode, post-processing of the kept classes, RLE, on Kaggle's 4 CPU cores
 LIMIT_MINUTES = 60
-SHAPE = (256, 1600)
 TRAIN_STEP_FACTOR = 3  # forward + backward of activations + backward of weights (see above)
 DDP_EFFICIENCY = 0.9  # two T4s: share of twice one T4's rate (an assumption, see above)
 KAGGLE_CPU_CORES = 4
@@ -80,7 +81,7 @@ def flops_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "steelkit" / "flops.json"
 
 
-def model_flops(recipe, shape: tuple[int, int] = SHAPE) -> float:
+def model_flops(recipe, shape: tuple[int, int] = IMAGE_SHAPE) -> float:
     """Floating-point operations of one forward pass on one image of ``shape`` (counted on torch's meta
     device: shapes only, no arithmetic, a fraction of a second), remembered in ``flops_cache``."""
     versions = [metadata.version(name) for name in ("torch", "segmentation-models-pytorch", "timm")]
@@ -117,7 +118,7 @@ def train_step_flops(recipe, shape: tuple[int, int]) -> float:
 
 
 def estimate(recipes, n_images: int, tta_modes: int = 3, tflops: float | None = None, gpus: int = KAGGLE_GPUS,
-             shape: tuple[int, int] = SHAPE) -> Estimate:
+             shape: tuple[int, int] = IMAGE_SHAPE) -> Estimate:
     """The submission kernel's time for an ensemble of ``recipes`` (both stages) on ``n_images``, from the
     family throughputs above (or one ``tflops`` for all)."""
     cache: dict = {}
@@ -136,7 +137,7 @@ def estimate(recipes, n_images: int, tta_modes: int = 3, tflops: float | None = 
 
 
 def measure(models, n_images: int, tta_modes: int = 3, batch_size: int = 8, device: str | None = None,
-            shape: tuple[int, int] = SHAPE, repeats: int = 2) -> Estimate:
+            shape: tuple[int, int] = IMAGE_SHAPE, repeats: int = 2) -> Estimate:
     """Time ``models`` ((model, stage) pairs, e.g. loaded checkpoints) on ``device``: one batch per TTA mode
     after a warm-up, extrapolated to ``n_images`` on this one device."""
     import torch
@@ -213,7 +214,7 @@ class TrainingEstimate:
 
 
 def estimate_training(recipe, n_train: int, n_valid: int, gpus: int = KAGGLE_GPUS, tflops: float | None = None,
-                      shape: tuple[int, int] = SHAPE, measured: dict | None = None) -> TrainingEstimate:
+                      shape: tuple[int, int] = IMAGE_SHAPE, measured: dict | None = None) -> TrainingEstimate:
     """A training kernel's time on ``gpus`` T4s for ``n_train`` training rows (pseudo rows included) and
     ``n_valid`` validation images of ``shape``. ``measured`` ({"train_item", "valid_item"} GPU seconds per
     item on one device, {"loader_item"} one core's seconds per training item) replaces the assumptions."""
@@ -237,7 +238,7 @@ def estimate_training(recipe, n_train: int, n_valid: int, gpus: int = KAGGLE_GPU
 
 
 def estimate_tuning(members: list[tuple], n_images: int, tta_modes: int = 3, gpus: int = KAGGLE_GPUS,
-                    shape: tuple[int, int] = SHAPE) -> float:
+                    shape: tuple[int, int] = IMAGE_SHAPE) -> float:
     """Seconds of the tuning kernel: every member (recipe, images it held out) predicts its held-out images
     with TTA at full resolution, then the ensemble's tables are labelled for ``n_images``; plus start-up."""
     gpu = sum(images * tta_modes * model_flops(recipe, shape) / (T4_TFLOPS[family(recipe)] * 1e12 * gpus)
@@ -246,7 +247,7 @@ def estimate_tuning(members: list[tuple], n_images: int, tta_modes: int = 3, gpu
     return STARTUP_SECONDS + max(gpu, loader) + n_images * TABLES_SECONDS
 
 
-def measure_training(recipe, device: str | None = None, steps: int = 3, shape: tuple[int, int] = SHAPE,
+def measure_training(recipe, device: str | None = None, steps: int = 3, shape: tuple[int, int] = IMAGE_SHAPE,
                      batch_size: int | None = None) -> dict:
     """Time real training steps (mixed precision on CUDA) of ``recipe``'s model on random crops, and
     full-image forwards, after a warm-up -> {"train_item", "valid_item"} seconds per item on this device."""

@@ -30,7 +30,7 @@ def _shape_near(path: Path, given: tuple[int, int] | None) -> tuple[int, int]:
     try:
         return image_shape(path.parent)
     except FileNotFoundError:
-        return rle_lib.DEFAULT_SHAPE
+        return rle_lib.IMAGE_SHAPE
 
 
 def cmd_synth(args) -> int:
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", type=int, default=200)
     p.add_argument("--test", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shape", type=_shape, default=rle_lib.DEFAULT_SHAPE, help="HEIGHTxWIDTH (default 256x1600)")
+    p.add_argument("--shape", type=_shape, default=rle_lib.IMAGE_SHAPE, help="HEIGHTxWIDTH (default 256x1600)")
     p.add_argument("--schema", choices=("long", "wide"), default="long", help="schema of train.csv and the sample")
     p.add_argument("--replace", action="store_true", help="replace a competition already in OUT, whole")
     p.add_argument("--texture", type=float, default=1.0, help="the sheets' texture: 1 = the real sheets' "

@@ -29,7 +29,7 @@ def dice_masks(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return pair_dice((truth & pred).sum(axes), truth.sum(axes), pred.sum(axes))
 
 
-def dice_tables(truth: pd.DataFrame, pred: pd.DataFrame, shape=rle_lib.DEFAULT_SHAPE) -> pd.DataFrame:
+def dice_tables(truth: pd.DataFrame, pred: pd.DataFrame, shape=rle_lib.IMAGE_SHAPE) -> pd.DataFrame:
     """Per-pair Dice of two canonical tables -> DataFrame (ImageId, 1, 2, 3, 4).
 
     Pairs are taken over the union of the images of both tables; an image one table lacks counts as
@@ -51,7 +51,7 @@ def _rle_dice(truth_rle: str, pred_rle: str, shape) -> float:
     return float(pair_dice(np.count_nonzero(truth & pred), truth.sum(dtype=np.int64), pred.sum(dtype=np.int64)))
 
 
-def score_tables(truth: pd.DataFrame, pred: pd.DataFrame, shape=rle_lib.DEFAULT_SHAPE
+def score_tables(truth: pd.DataFrame, pred: pd.DataFrame, shape=rle_lib.IMAGE_SHAPE
                  ) -> tuple[dict[str, float], dict[str, float]]:
     """The mean Dice of a prediction table against the truth, and of the all-empty prediction beside it
     (the score of predicting nothing) -> (summary, all-empty summary), over the images of either table."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-REFERENCE_SHAPE = (256, 1600)
+from steelkit.rle import IMAGE_SHAPE
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class PostprocessConfig:
 
     def for_shape(self, shape: tuple[int, int]) -> PostprocessConfig:
         """The same config with areas scaled from 256 x 1600 to an image of ``shape``."""
-        if tuple(shape) == REFERENCE_SHAPE:
+        if tuple(shape) == IMAGE_SHAPE:
             return self
         return dataclasses.replace(self, min_component_px=tuple(in_pixels(self.min_component_px, shape).tolist()),
                                    min_total_px=tuple(in_pixels(self.min_total_px, shape).tolist()))
@@ -157,7 +157,7 @@ TABLE_SIZE_GRID = (0, 50, 100, 150, 200, 300, 500, 800)
 def in_pixels(values, shape: tuple[int, int]) -> np.ndarray:
     """Areas in pixels of a 256 x 1600 image -> pixels of an image of ``shape`` (what ``for_shape`` gives the
     config, and the search scores)."""
-    ratio = shape[0] * shape[1] / (REFERENCE_SHAPE[0] * REFERENCE_SHAPE[1])
+    ratio = shape[0] * shape[1] / (IMAGE_SHAPE[0] * IMAGE_SHAPE[1])
     return np.array([int(round(v * ratio)) for v in values], dtype=np.int64)
 
 

@@ -12,7 +12,7 @@ import threading
 import cv2
 import numpy as np
 
-DEFAULT_SHAPE = (256, 1600)
+IMAGE_SHAPE = (256, 1600)  # the competition's images, (H, W): the one name of this size
 
 
 _scratch = threading.local()  # per-thread work buffers: fresh 400 KB arrays cost more in page faults than the work
@@ -63,7 +63,7 @@ def encode(mask: np.ndarray) -> str:
     return " ".join(map(str, edges.tolist()))
 
 
-def parse(rle: str, shape: tuple[int, int] = DEFAULT_SHAPE) -> tuple[np.ndarray, np.ndarray]:
+def parse(rle: str, shape: tuple[int, int] = IMAGE_SHAPE) -> tuple[np.ndarray, np.ndarray]:
     """Check an RLE string against an image of ``shape``; return 0-based (starts, ends) int64 arrays.
 
     Raises ValueError naming the problem and the offending pair for an odd number of values,
@@ -127,7 +127,7 @@ def _check_runs(starts: np.ndarray, lengths: np.ndarray, shape: tuple[int, int])
                          f"({starts[i - 1]} {lengths[i - 1]}); runs must be sorted and disjoint")
 
 
-def decode(rle: str, shape: tuple[int, int] = DEFAULT_SHAPE) -> np.ndarray:
+def decode(rle: str, shape: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
     """Decode an RLE string into a (H, W) uint8 mask of 0 and 1.
 
     The array is Fortran-ordered (a transposed view of the column-major pixel order, as the runs are

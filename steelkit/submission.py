@@ -64,7 +64,7 @@ def format_rows(predictions: pd.DataFrame, sample_path: str | os.PathLike) -> pd
 
 
 def write(predictions: pd.DataFrame, sample_path: str | os.PathLike, out_path: str | os.PathLike,
-          shape: tuple[int, int] = rle_lib.DEFAULT_SHAPE) -> Path:
+          shape: tuple[int, int] = rle_lib.IMAGE_SHAPE) -> Path:
     """Write ``submission.csv`` atomically, after validating it against the sample."""
     out_path = Path(out_path)
     frame = format_rows(predictions, sample_path)
@@ -75,7 +75,7 @@ def write(predictions: pd.DataFrame, sample_path: str | os.PathLike, out_path: s
 
 
 def validate(submission_path: str | os.PathLike, sample_path: str | os.PathLike,
-             shape: tuple[int, int] = rle_lib.DEFAULT_SHAPE) -> int:
+             shape: tuple[int, int] = rle_lib.IMAGE_SHAPE) -> int:
     """Check a submission against its sample; return its number of rows or raise SubmissionError.
 
     Every expected (image, class) row present exactly once, no other rows, the sample's columns, and

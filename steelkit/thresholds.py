@@ -34,7 +34,6 @@ from steelkit import oof
 from steelkit import rle as rle_lib
 from steelkit.competition import RLE_COLUMNS, agreed_shape, read_labels
 from steelkit.postprocess import (
-    REFERENCE_SHAPE,
     TABLE_PIXEL_GRID,
     TABLE_SIZE_GRID,
     PostprocessConfig,
@@ -42,7 +41,7 @@ from steelkit.postprocess import (
     in_pixels,
 )
 
-REFERENCE_PX = REFERENCE_SHAPE[0] * REFERENCE_SHAPE[1]
+REFERENCE_PX = rle_lib.IMAGE_SHAPE[0] * rle_lib.IMAGE_SHAPE[1]
 GRIDS = {
     "label": (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9),
     "pixel": TABLE_PIXEL_GRID,

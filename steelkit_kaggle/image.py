@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from steelkit_kaggle import install
 from steelkit_kaggle.settings import KERNELS
 
 RECORD = KERNELS / "kaggle-image.txt"
@@ -66,11 +67,10 @@ def ensure(venv: Path = VENV, record: Path = RECORD, echo=print) -> Path:
          f"{', '.join(image.lacks)}) ...")
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    done = subprocess.run([str(python(venv)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                           *image.ships.values()], capture_output=True, text=True)
-    if done.returncode:
-        errors = [line for line in done.stderr.splitlines() if not line.startswith("WARNING: Location")]
-        raise RuntimeError(f"could not build {venv} from {record}:\n" + "\n".join(errors[-15:]))
+    try:  # with this environment's uv: the image gets none, and torch's files are shared with .venv/
+        install.install(python(venv), list(image.ships.values()), uv=install.uv_of(sys.executable))
+    except subprocess.CalledProcessError as error:
+        raise RuntimeError(f"could not build {venv} from {record} (exit {error.returncode})") from None
     shutil.copy2(record, venv / "kaggle-image.txt")
     return python(venv)
 

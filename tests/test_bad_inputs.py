@@ -4,7 +4,9 @@ Each case runs the command line as a user does (``python -m steelkit ...``) on a
 competition: the exit status, the message naming the file/row/value, no traceback, and the files left.
 """
 
+import contextlib
 import errno
+import io
 import os
 import resource
 import shutil
@@ -20,7 +22,7 @@ import pandas as pd
 import pytest
 import torch
 
-from steelkit import atomic, checkpoint, competition, models, predict, synthetic, train
+from steelkit import atomic, checkpoint, cli, competition, models, predict, synthetic, train
 from steelkit.recipe import override, preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,9 +30,16 @@ TINY = ["--set", "epochs=1", "--set", "n_folds=3", "--device", "cpu"]
 
 
 def steelkit(*args, expect: int | None = None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "steelkit", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    """``steelkit ARGS`` through the command line's own entry point (``cli.main``: its parsing, its error
+    handling and exit status), in this process: a new interpreter for each would spend seconds importing
+    torch. What needs a process of its own (signals, limits, a kill) starts one below."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as exit:  # argparse's own refusals
+            code = exit.code
+    done = subprocess.CompletedProcess(["steelkit", *map(str, args)], code, out.getvalue(), err.getvalue())
     if expect is not None:
         assert done.returncode == expect, done.stdout[-2000:] + done.stderr[-3000:]
     if done.returncode == 2:

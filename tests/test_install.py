@@ -1,0 +1,44 @@
+"""The installer of the project's environments: pip's configuration carried over to uv, a wheel installed
+by uv into a fresh venv from a local folder, and pip where uv cannot do it."""
+
+import os
+import subprocess
+import sys
+import venv
+
+from steelkit_kaggle import install
+from tests.wheels import repack
+
+
+def test_pips_indexes_find_links_and_constraints_become_uvs_options(tmp_path, monkeypatch):
+    config = tmp_path / "pip.conf"
+    config.write_text("[global]\nextra-index-url = file:///a/simple file:///b/simple\nfind-links = /wheels\n"
+                      "index-url = https://mirror.example/simple\n")
+    for key in [k for k in os.environ if k.startswith("PIP_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PIP_CONSTRAINT", str(tmp_path / "constraints.txt"))
+    assert install.pip_options(sys.executable) == [
+        "--index-url", "https://mirror.example/simple", "--extra-index-url", "file:///a/simple",
+        "--extra-index-url", "file:///b/simple", "--find-links", "/wheels", "--constraint",
+        str(tmp_path / "constraints.txt")]
+
+
+def test_uv_installs_a_local_wheel_into_a_fresh_venv_and_pip_stands_in_when_uv_fails(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    repack("six", wheels)
+    target = tmp_path / "env"
+    venv.create(target, with_pip=True)
+    python = target / "bin" / "python"
+    offline = ["--no-index", "--find-links", str(wheels), "six"]
+    uv = install.uv_of(sys.executable)
+    assert uv.is_file(), f"{uv}: the project's environment is made with uv (make test installs it)"
+    assert install.install(python, offline, uv=uv) == "uv"
+    assert subprocess.run([str(python), "-c", "import six"]).returncode == 0
+    subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", "six"], check=True)
+    failing = tmp_path / "uv"
+    failing.write_text("#!/bin/sh\nexit 3\n")
+    failing.chmod(0o755)
+    assert install.install(python, offline, uv=failing) == "pip"
+    assert subprocess.run([str(python), "-c", "import six"]).returncode == 0
