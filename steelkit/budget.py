@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from steelkit import atomic
 from steelkit.rle import IMAGE_SHAPE
 
 T4_TFLOPS = {"resnet": 9.8, "depthwise": 2.45}  # effective fp16 TFLOP/s per family on one T4 (see above)
@@ -104,8 +105,6 @@ def model_flops(recipe, shape: tuple[int, int] = IMAGE_SHAPE) -> float:
             model(torch.zeros(1, 3, *shape, device="meta"))
         _FLOPS[key] = float(counter.get_total_flops())
         try:
-            from steelkit import atomic
-
             atomic.write_text(flops_cache(), json.dumps(_FLOPS, indent=1) + "\n")
         except OSError:
             pass  # a read-only home: the count is simply made again next time

@@ -6,6 +6,7 @@ inference loads), ``last.pt`` (everything needed to resume), ``metrics.csv`` and
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -19,9 +20,13 @@ BEST, LAST = "best.pt", "last.pt"
 
 
 def save(path: str | os.PathLike, state: dict) -> Path:
-    """torch.save ``state`` to ``path`` atomically: an interruption never leaves half a checkpoint."""
+    """torch.save ``state`` to ``path`` atomically: an interruption never leaves half a checkpoint. The bytes
+    are made in memory and written by Python: a disk that refuses them raises ``atomic.WriteError`` naming
+    the file (torch's own writer would say only "unexpected pos")."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return Path(path)
 
 

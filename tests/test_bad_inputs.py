@@ -213,6 +213,18 @@ def test_a_full_disk_names_the_file_keeps_the_last_submission_and_exits_2(data, 
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_checkpoint_the_disk_refuses_is_named_and_the_previous_one_kept(tmp_path):
+    checkpoint.save(tmp_path / "last.pt", {"model": {}, "recipe": {}, "epoch": 0})
+    script = ("import resource, sys, torch\nfrom steelkit import atomic, checkpoint\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+              "try:\n    checkpoint.save(sys.argv[1], {'model': {'w': torch.zeros(10000)}, 'recipe': {}, 'epoch': 1})\n"
+              "except atomic.WriteError as error:\n    print(error)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "last.pt")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.stdout.strip() == f"{tmp_path / 'last.pt'}: not written, file too large (the previous version is kept)"
+    assert checkpoint.load_state(tmp_path / "last.pt")["epoch"] == 0 and len(list(tmp_path.iterdir())) == 1
+
+
 def test_a_full_disk_inside_an_atomic_write_becomes_one_named_error(tmp_path):
     with pytest.raises(atomic.WriteError, match=f"{tmp_path / 'x.csv'}: not written, no space left on device "
                                                 r"\(nothing was written\)"):
