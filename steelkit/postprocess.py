@@ -5,7 +5,10 @@
 3. remove 8-connected components of fewer than ``min_component_px`` pixels;
 4. drop the whole mask if fewer than ``min_total_px`` pixels remain.
 
-Areas are in pixels of a 256 x 1600 image; ``config.for_shape((H, W))`` rescales them for other sizes.
+Areas are in pixels of a 256 x 1600 image; ``config.for_shape((H, W))`` (``in_pixels``) rescales them for
+other sizes. ``gate`` is step 1; ``clean_mask`` steps 2-4. ``full_resolution_stats`` measures, for the
+threshold search, what steps 2 and 3 keep of an image at every (pixel threshold, component size) of a grid,
+with the same labelling (``component_areas``).
 """
 
 from __future__ import annotations

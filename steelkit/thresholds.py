@@ -9,7 +9,7 @@ truth are reduced to kept-area and kept-overlap vectors over the component-size 
 Faithful to full resolution: averaging ``oof_scale`` x ``oof_scale`` blocks wipes out fine speckle, so a
 search on the stored maps alone picks component and total areas too low. Training therefore measures, on
 its full-resolution validation maps, every image's kept area and kept overlap with the truth at each
-(pixel threshold, component size) of the grid (``full_resolution_stats``, stored in oof.npz as
+(pixel threshold, component size) of the grid (``postprocess.full_resolution_stats``, stored in oof.npz as
 ``seg_tables``), exactly as ``predict`` would post-process. The search uses those numbers for every image
 that one segmenter predicted, and the stored maps only for images that several segmenters' maps are
 averaged over (full-resolution maps of an average exist nowhere), or files without tables. Areas are
