@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from tqdm import tqdm
+
 from steelkit import atomic
 from steelkit import rle as rle_lib
 from steelkit.recipe import PRESETS
@@ -339,6 +341,9 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, IsADire
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # no tqdm monitor thread: a daemon thread writing to stderr as a Ctrl-C ends the interpreter aborts it
+    # ("could not acquire lock for <stderr> at interpreter shutdown", exit -6 instead of 130)
+    tqdm.monitor_interval = 0
 
     def show(message, category, filename, lineno, file=None, line=None):  # steelkit's own lines, no source
         print(f"steelkit {args.command}: warning: {message}", file=sys.stderr)
