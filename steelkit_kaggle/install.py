@@ -56,10 +56,12 @@ def install(target: str | os.PathLike, requirements: list[str], uv: str | os.Pat
     try:
         if not uv.is_file():
             raise FileNotFoundError(f"{uv}: no such file")
-        # every index weighed against the others, as pip weighs them (uv's default takes a package's first)
+        # every index weighed against the others, as pip weighs them (uv's default takes a package's first);
+        # bytecode compiled as pip compiles it: where PYTHONDONTWRITEBYTECODE is set, nothing else would,
+        # and every process would compile torch again (10 s an import here)
         done = subprocess.run([str(uv), "pip", "install", *quiet_flag, "--python", str(target),
-                               "--index-strategy", "unsafe-best-match", *pip_options(target), *requirements],
-                              capture_output=quiet, text=True)
+                               "--index-strategy", "unsafe-best-match", "--compile-bytecode",
+                               *pip_options(target), *requirements], capture_output=quiet, text=True)
         if done.returncode == 0:
             return "uv"
         print(f"uv could not install into {target} ({(done.stderr or '').strip()[-500:]}); pip instead",

@@ -373,7 +373,9 @@ def test_ctrl_c_during_training_says_how_to_resume(data, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "steelkit", "train", "--preset", "seg-tiny", "--data", str(data),
                              "--out", str(tmp_path / "out"), "--set", "n_folds=3", "--set", "epochs=50",
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even from a
+    # background job, whose children start with SIGINT ignored (Python then never raises KeyboardInterrupt)
     deadline = time.time() + 120
     while not (tmp_path / "out" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.2)

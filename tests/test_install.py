@@ -35,7 +35,9 @@ def test_uv_installs_a_local_wheel_into_a_fresh_venv_and_pip_stands_in_when_uv_f
     uv = install.uv_of(sys.executable)
     assert uv.is_file(), f"{uv}: the project's environment is made with uv (make test installs it)"
     assert install.install(python, offline, uv=uv) == "uv"
-    assert subprocess.run([str(python), "-c", "import six"]).returncode == 0
+    no_bytecode = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # the import itself writes none
+    assert subprocess.run([str(python), "-c", "import six"], env=no_bytecode).returncode == 0
+    assert list(target.glob("lib/python*/site-packages/__pycache__/six.*.pyc")), "compiled as pip compiles"
     subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", "six"], check=True)
     failing = tmp_path / "uv"
     failing.write_text("#!/bin/sh\nexit 3\n")
