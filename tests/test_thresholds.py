@@ -214,9 +214,9 @@ def grid_index(grids: dict, config: PostprocessConfig, k: int) -> tuple:
 
 
 def test_search_agrees_with_a_straightforward_full_resolution_search(tmp_path):
-    probs, truth, cls = speckly_set(tmp_path, n=24)
+    probs, truth, cls = speckly_set(tmp_path, n=12)
     result = thresholds.search([tmp_path / "cls"], [tmp_path / "seg"], tmp_path / "data", splits=1)
-    assert result["full_resolution"] == 24
+    assert result["full_resolution"] == 12
     defaults = PostprocessConfig()
     grids = thresholds.search_grids(defaults)
     config = result["config"]
@@ -227,7 +227,7 @@ def test_search_agrees_with_a_straightforward_full_resolution_search(tmp_path):
         seed = (grids["pixel"].index(0.55), grids["min_component"].index(150),
                 grids["label"].index(defaults.label_thresholds[k]), grids["min_total"].index(defaults.min_total_px[k]))
         assert result["dice"].loc[k, "default"] == pytest.approx(cube[seed], abs=1e-12)
-    assert "24 images scored at full resolution" in thresholds.format_report(result)
+    assert "12 images scored at full resolution" in thresholds.format_report(result)
 
 
 def test_images_averaged_over_segmenters_fall_back_to_the_maps(tmp_path):
