@@ -22,8 +22,9 @@ def find_checkpoints(folders) -> list[Path]:
         if folder.is_file():
             found.append(folder)
             continue
-        hits = sorted(folder.rglob(checkpoint.BEST)) + sorted(p.with_suffix(".pt") for p in folder.rglob("*.json")
-                                                   if external.is_member(p.with_suffix(".pt")))
+        members = sorted(p.with_suffix(".pt") for p in folder.rglob("*.json")
+                         if external.is_member(p.with_suffix(".pt")))
+        hits = sorted(folder.rglob(checkpoint.BEST)) + members
         if not hits:
             raise FileNotFoundError(f"no {checkpoint.BEST} (nor TorchScript member with a sidecar) under {folder}")
         found += hits

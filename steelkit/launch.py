@@ -90,7 +90,7 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
     names an attached earlier output of the same notebook to continue from.
 
     ``gpus`` (default: the CUDA devices visible) > 1: the run goes to torchrun, one process per device
-    (``steelkit.launch``), its output streamed here; else it runs in this process. ``device`` forces one
+    (``run_distributed``), its output streamed here; else it runs in this process. ``device`` forces one
     ("cpu": gloo processes, as the tests simulate two devices). ``time_limit`` counts from ``started_at``
     (the notebook's start, ``time.time()``): the run stops cleanly before an epoch that would not fit, and the
     notebook ends normally, its output ready to be attached by a part that resumes it. ``image_cache``
@@ -117,9 +117,9 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
                 raise ValueError(f"time limit {time_limit!r} already used up before training started")
         stops = []
         run_distributed(recipe, data_dir, out_dir, gpus, resume=bool(resume_from), epochs_now=epochs_now,
-                               device=device, time_limit=left,
-                               echo=lambda line: (print(line, flush=True), ": stopped before epoch" in line
-                                                  and stops.append(line)))
+                        device=device, time_limit=left,
+                        echo=lambda line: (print(line, flush=True), ": stopped before epoch" in line
+                                           and stops.append(line)))
         state = checkpoint.load_state(out_dir / checkpoint.LAST)
         result = {"best_score": state["best"][0], "out": out_dir, "epochs_done": state["epoch"] + 1,
                   "history": state["history"], "stopped": stops[-1] if stops else ""}

@@ -295,7 +295,8 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start, best, history = state["epoch"] + 1, tuple(state["best"]), state["history"]
-        if context.is_rank_zero:  # a kill after last.pt and before these leaves them an epoch behind, or half-written
+        if context.is_rank_zero:
+            # a kill after last.pt and before the metrics leaves them an epoch behind, and its temp files behind
             atomic.remove_stale(out_dir)
             atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
         if context.is_rank_zero and state.get("world_size", 1) != context.world_size:
