@@ -6,6 +6,10 @@ copy into each; uv unpacks a wheel once into its cache and hard-links the files 
 the indexes, find-links and constraints pip is configured with (``pip config list``, ``PIP_*``) are passed
 to it: it installs what pip would, from where pip would. Where uv cannot be had or fails, pip installs as
 before. Standard library only: it runs before anything is installed (``python3 -m steelkit_kaggle.install``).
+
+uv leaves out ``EXCLUDED``: triton (0.9 GB), which torch's CUDA wheel requires for ``torch.compile`` on a GPU
+alone, a call steelkit never makes (Kaggle's image has its own; the rehearsal then lacks a package Kaggle
+has, never the other way round).
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 UV = "uv==0.13.9"
 OPTIONS = {"index-url": "--index-url", "extra-index-url": "--extra-index-url", "find-links": "--find-links",
            "constraint": "--constraint"}
+EXCLUDED = ("triton",)
 
 
 def pip_options(python: str | os.PathLike) -> list[str]:
@@ -47,10 +53,11 @@ def uv_of(python: str | os.PathLike) -> Path:
 
 
 def install(target: str | os.PathLike, requirements: list[str], uv: str | os.PathLike | None = None,
-            quiet: bool = True) -> str:
+            quiet: bool = True, excluded: tuple[str, ...] = EXCLUDED) -> str:
     """Install ``requirements`` (pip arguments: names, ``-r FILE``) into the environment of the interpreter
-    ``target`` with ``uv`` (default: ``target``'s own), or pip where there is none or it fails -> "uv" or
-    "pip", whichever installed."""
+    ``target`` with ``uv`` (default: ``target``'s own), leaving out the ``excluded`` packages wherever they
+    are required, or pip where there is none or it fails (pip installs them) -> "uv" or "pip", whichever
+    installed."""
     quiet_flag = ["--quiet"] if quiet else []
     uv = Path(uv) if uv else uv_of(target)
     try:
@@ -59,9 +66,13 @@ def install(target: str | os.PathLike, requirements: list[str], uv: str | os.Pat
         # every index weighed against the others, as pip weighs them (uv's default takes a package's first);
         # bytecode compiled as pip compiles it: where PYTHONDONTWRITEBYTECODE is set, nothing else would,
         # and every process would compile torch again (10 s an import here)
-        done = subprocess.run([str(uv), "pip", "install", *quiet_flag, "--python", str(target),
-                               "--index-strategy", "unsafe-best-match", "--compile-bytecode",
-                               *pip_options(target), *requirements], capture_output=quiet, text=True)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as excludes:
+            excludes.write("".join(f"{name}\n" for name in excluded))
+            excludes.flush()
+            done = subprocess.run([str(uv), "pip", "install", *quiet_flag, "--python", str(target),
+                                   "--index-strategy", "unsafe-best-match", "--compile-bytecode",
+                                   "--excludes", excludes.name, *pip_options(target), *requirements],
+                                  capture_output=quiet, text=True)
         if done.returncode == 0:
             return "uv"
         print(f"uv could not install into {target} ({(done.stderr or '').strip()[-500:]}); pip instead",

@@ -1,5 +1,5 @@
 """The installer of the project's environments: pip's configuration carried over to uv, a wheel installed
-by uv into a fresh venv from a local folder, and pip where uv cannot do it."""
+by uv into a fresh venv from a local folder (triton left out), and pip where uv cannot do it."""
 
 import os
 import subprocess
@@ -7,6 +7,7 @@ import sys
 import venv
 
 from steelkit_kaggle import install
+from tests import wheels
 from tests.wheels import repack
 
 
@@ -44,3 +45,20 @@ def test_uv_installs_a_local_wheel_into_a_fresh_venv_and_pip_stands_in_when_uv_f
     failing.chmod(0o755)
     assert install.install(python, offline, uv=failing) == "pip"
     assert subprocess.run([str(python), "-c", "import six"]).returncode == 0
+
+
+def test_uv_leaves_out_triton_where_a_package_requires_it(tmp_path):
+    """torch's CUDA wheel requires triton (0.9 GB, for torch.compile on a GPU): a made-up package requiring it
+    installs, triton does not, though it is right there in the folder."""
+    found = tmp_path / "wheels"
+    wheels.make("triton", "3.0.0", found)
+    wheels.make("needs_triton", "1.0", found, requires=("triton==3.0.0",))
+    target = tmp_path / "env"
+    venv.create(target, with_pip=True)
+    python = target / "bin" / "python"
+    assert install.install(python, ["--no-index", "--find-links", str(found), "needs_triton"],
+                           uv=install.uv_of(sys.executable)) == "uv"
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format", "freeze"], capture_output=True,
+                            text=True, check=True).stdout.lower().replace("_", "-").split()
+    assert "needs-triton==1.0" in listed
+    assert not [line for line in listed if line.startswith("triton==")], listed
