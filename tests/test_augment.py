@@ -15,10 +15,10 @@ def unpacked(mask: np.ndarray) -> np.ndarray:
     return unpack_masks(torch.from_numpy(mask[None]))[0].numpy()
 
 
-def _image_and_rles():
-    """A textured (H, W, 1) image and four defect regions: class 1 (24 px), class 3 (150 px and 4 px), class 4
-    (18 px)."""
-    image = np.random.default_rng(0).integers(30, 220, (*SHAPE, 1), dtype=np.uint8)
+def _image_and_rles(channels: int = 1):
+    """A textured (H, W, channels) image and four defect regions: class 1 (24 px), class 3 (150 px and 4 px),
+    class 4 (18 px)."""
+    image = np.random.default_rng(0).integers(30, 220, (*SHAPE, channels), dtype=np.uint8)
     mask = np.zeros((4, *SHAPE), dtype=np.uint8)
     mask[0, 2:6, 3:9] = 1
     mask[2, 20:30, 30:45] = 1
@@ -44,17 +44,18 @@ def _reference(image, mask, draw, crop, region=None):
     return out["image"], np.moveaxis(out["mask"], -1, 0)
 
 
-@pytest.mark.parametrize("hflip,vflip,adjust", [(False, False, False), (True, False, True), (False, True, True),
-                                                (True, True, False)])
-def test_a_crop_is_what_albumentations_makes_of_the_same_draw(hflip, vflip, adjust):
-    image, rles, mask = _image_and_rles()
+@pytest.mark.parametrize("hflip,vflip,adjust,channels", [(False, False, False, 1), (True, False, True, 1),
+                                                         (False, True, True, 1), (True, True, False, 1),
+                                                         (True, True, True, 3), (True, False, False, 3)])
+def test_a_crop_is_what_albumentations_makes_of_the_same_draw(hflip, vflip, adjust, channels):
+    image, rles, mask = _image_and_rles(channels)
     crop = (16, 24)
     draw = augment.Draw(top=9, left=21, hflip=hflip, vflip=vflip, alpha=1.13 if adjust else 1.0,
                         beta=-17.5 if adjust else 0.0)
     out_image, packed, labels = augment.crop_item(image, rles, SHAPE, crop, draw)
     ref_image, ref_mask = _reference(image, mask, draw, crop)
     assert out_image.flags.c_contiguous and packed.flags.c_contiguous
-    assert out_image.dtype == np.uint8 and out_image.shape == (*crop, 1) and packed.shape == crop
+    assert out_image.dtype == np.uint8 and out_image.shape == (*crop, channels) and packed.shape == crop
     np.testing.assert_array_equal(out_image, ref_image)
     np.testing.assert_array_equal(unpacked(packed), ref_mask)
     np.testing.assert_array_equal(labels, ref_mask.any(axis=(1, 2)))
