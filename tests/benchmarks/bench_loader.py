@@ -5,9 +5,10 @@ real images of ``../shared/real-samples`` (read in place; ``STEELKIT_REAL_SAMPLE
 - training item, cold (decoding) vs grayscale decode + 256 x 512 crop + tensor;
 - training item, warm (the image cache filled) vs a 256 x 512 crop copied from the cache, flipped, tensor;
 - validation item (full image and mask) and prediction item vs decode + tensor;
-- items/s of a 2-worker DataLoader (cold) vs 2 x the one-core cold floor. On two cores the main process
-  shares them with the workers, and torch's transfer of each batch through shared memory has its own cost,
-  so half of the floor's rate is the target;
+- items/s of a 2-worker DataLoader (cold) vs 2 x the one-core cold floor. On two cores torch's transfer of
+  each batch through shared memory (the cap below: about as many items a second as 2 x the floor) shares
+  them with the decoding, so the target is the rate of items at the cold item's own target (1.5 x the floor)
+  with that transfer's cost added: ``1 / (1.5 * floor / 2 + 1 / cap)``, as a share of 2 x the floor;
 - items/s of a 2-worker DataLoader, warm, training crops and validation images, vs the DataLoader's own cap:
   the items/s of items of the same sizes that cost nothing to make.
 
@@ -35,6 +36,7 @@ from tests.benchmarks.timing import side_by_side
 
 SHAPE, CROP = (256, 1600), (256, 512)
 PRESETS = ("cls-effb1", "seg-fpn-effb3")
+COLD_TARGET = 1.5  # a training item decoding its image, at most this many times its floor
 
 
 def image_sets(folder: Path) -> dict[str, tuple[Path, Path]]:
@@ -73,7 +75,7 @@ def rows_for(name: str, labels: Path, images: Path, cache_dir: Path) -> list[dic
         cold = SteelDataset(samples, SHAPE, train_augment(recipe, SHAPE), True, None, recipe.seed)
         warm = SteelDataset(samples, SHAPE, train_augment(recipe, SHAPE), True, cache, recipe.seed)
         cold_s, floor_s = side_by_side(cold.__getitem__, cold_floor, keys)
-        rows.append(_row(f"{recipe_name} train item, cold vs floor ({name})", cold_s, floor_s, 1.5))
+        rows.append(_row(f"{recipe_name} train item, cold vs floor ({name})", cold_s, floor_s, COLD_TARGET))
         warm_s, floor_s = side_by_side(warm.__getitem__, warm_floor, keys)
         rows.append({**_row(f"{recipe_name} train item, warm vs floor ({name})", warm_s, floor_s, None),
                      "target": "<= 3 ms", "ok": warm_s <= 0.003})
@@ -90,10 +92,11 @@ def rows_for(name: str, labels: Path, images: Path, cache_dir: Path) -> list[dic
     recipe = preset("seg-fpn-effb3")
     dataset = SteelDataset(samples * 8, SHAPE, train_augment(recipe, SHAPE), True, None, recipe.seed)
     ours = items_per_second(dataset, recipe.batch_size)
+    cap = items_per_second(Constant(CROP), recipe.batch_size)
+    share = 1 / (COLD_TARGET * cold_floor_s / 2 + 1 / cap) * cold_floor_s / 2  # of 2 x the floor
     rows.append({"benchmark": f"2-worker loader, cold, vs 2 x floor ({name})", "ours": ours,
                  "reference": 2 / cold_floor_s, "unit": "/s", "digits": 0, "ratio": ours * cold_floor_s / 2,
-                 "target": ">= 0.5x", "ok": ours * cold_floor_s / 2 >= 0.5})
-    cap = items_per_second(Constant(CROP), recipe.batch_size)
+                 "target": f">= {share:.2f}x", "ok": ours * cold_floor_s / 2 >= share})
     for what, data, batch in (
             ("train crops", SteelDataset(samples * 8, SHAPE, train_augment(recipe, SHAPE), True, cache, recipe.seed),
              recipe.batch_size),
