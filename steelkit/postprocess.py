@@ -50,15 +50,20 @@ class PostprocessConfig:
                                    min_total_px=tuple(in_pixels(self.min_total_px, shape).tolist()))
 
 
-def clean_mask(probs: np.ndarray, pixel_threshold: float, min_component_px: int, min_total_px: int) -> np.ndarray:
-    """Steps 2-4 for one class: (H, W) float32 probabilities -> (H, W) uint8 mask."""
-    mask = (probs > pixel_threshold).view(np.uint8)
+def clean_mask(probs: np.ndarray, pixel_threshold: float, min_component_px: int, min_total_px: int,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """Steps 2-4 for one class: (H, W) float32 probabilities -> (H, W) uint8 mask, made in ``out`` (a
+    C-contiguous (H, W) uint8 array) where given, so that no image-sized array is made but the labels."""
+    if out is None:
+        out = np.empty(probs.shape, np.uint8)
+    mask = np.greater(probs, pixel_threshold, out=out.view(bool)).view(np.uint8)
     area = cv2.countNonZero(mask)
-    if area == 0 or area < min_total_px:  # removing components can only lower the area
-        return np.zeros_like(mask)
-    if min_component_px > 1:
-        mask, area = drop_small(mask, area, min_component_px)
-    return mask if area >= min_total_px else np.zeros_like(mask)
+    # removing components can only lower the area: below the total at first, no labelling is needed
+    if area >= min_total_px and area and min_component_px > 1:
+        area = drop_small(mask, area, min_component_px)
+    if area < min_total_px:
+        mask.fill(0)
+    return mask
 
 
 DENSE_SHARE = 0.15  # above this share of foreground pixels, small components are cleared by a whole-image lookup
@@ -78,26 +83,27 @@ def component_areas(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return labels, np.bincount(at, minlength=count), at
 
 
-def drop_small(mask: np.ndarray, area: int, min_component_px: int) -> tuple[np.ndarray, int]:
-    """The 8-connected components of ``mask`` (``area`` pixels) under ``min_component_px`` pixels removed ->
-    (mask, its area): through cv2's lookup table on 8-bit labels, else cleared at the foreground pixels
-    (or, where they are most of the image, by a lookup of every pixel's label)."""
+def drop_small(mask: np.ndarray, area: int, min_component_px: int) -> int:
+    """The 8-connected components of ``mask`` (``area`` pixels) under ``min_component_px`` pixels removed, in
+    place -> the area left: through cv2's lookup table on 8-bit labels, else cleared at the foreground
+    pixels (or, where they are most of the image, by a lookup of every pixel's label)."""
     labels, areas, at = component_areas(mask)
     small = areas < min_component_px
     small[0] = False  # the background
     if not small.any():
-        return mask, area
+        return area
     area -= int(areas[small].sum())
     if at is None:
         keep = np.zeros(256, np.uint8)
         keep[1:len(areas)] = ~small[1:]
-        return cv2.LUT(labels, keep), area
-    if at.size > DENSE_SHARE * mask.size:  # a lookup over the whole image beats writing most of it back
+        cv2.LUT(labels, keep, dst=mask)
+    elif at.size > DENSE_SHARE * mask.size:  # a lookup over the whole image beats writing most of it back
         keep = (~small).view(np.uint8)
         keep[0] = 0
-        return keep.take(labels), area
-    mask.view(bool)[mask.view(bool)] = ~small[at]
-    return mask, area
+        np.take(keep, labels, out=mask)
+    else:
+        mask.view(bool)[mask.view(bool)] = ~small[at]
+    return area
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -137,13 +143,14 @@ def postprocess(seg_probs: np.ndarray, cls_probs: np.ndarray, config: Postproces
 def clean_classes(seg_probs: np.ndarray, config: PostprocessConfig, classes: np.ndarray) -> np.ndarray:
     """Steps 2-4 for the ``classes`` (a (4,) bool) of one image, the others left empty: (4, H, W) float32
     probabilities -> (4, H, W) uint8 masks. Areas in ``config`` are pixels of this image."""
-    masks = np.zeros(seg_probs.shape, dtype=np.uint8)
+    masks = np.empty(seg_probs.shape, dtype=np.uint8)
 
     def clean(k: int) -> None:
-        masks[k] = clean_mask(seg_probs[k], config.pixel_thresholds[k], config.min_component_px[k],
-                              config.min_total_px[k])
+        clean_mask(seg_probs[k], config.pixel_thresholds[k], config.min_component_px[k], config.min_total_px[k],
+                   out=masks[k])
 
     wanted = np.flatnonzero(classes).tolist()
+    masks[~np.asarray(classes, bool)] = 0
     if len(wanted) > 1:
         list(_threads().map(clean, wanted))
     else:
