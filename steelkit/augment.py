@@ -103,9 +103,9 @@ def crop_item(image: np.ndarray, rles, shape: tuple[int, int], crop: tuple[int, 
     height, width = crop
     rows = slice(draw.top, draw.top + height)
     flip = (slice(None, None, -1 if draw.vflip else 1), slice(None, None, -1 if draw.hflip else 1))
-    crop, code = image[rows, draw.left:draw.left + width], _flip_code(draw)
+    window, code = image[rows, draw.left:draw.left + width], _flip_code(draw)
     # cv2 copies a flipped window 5x faster than numpy copies a reversed view (it drops a last axis of 1)
-    out = np.ascontiguousarray(crop) if code is None else cv2.flip(crop, code).reshape(crop.shape)
+    out = np.ascontiguousarray(window) if code is None else cv2.flip(window, code).reshape(window.shape)
     mask = packed_mask(rles, shape, draw.top, draw.left, height, width, code)[0]
     if draw.blackout:
         chosen = blackout_region(rles, shape, draw.pick)

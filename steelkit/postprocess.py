@@ -59,7 +59,7 @@ def clean_mask(probs: np.ndarray, pixel_threshold: float, min_component_px: int,
     mask = np.greater(probs, pixel_threshold, out=out.view(bool)).view(np.uint8)
     area = cv2.countNonZero(mask)
     # removing components can only lower the area: below the total at first, no labelling is needed
-    if area >= min_total_px and area and min_component_px > 1:
+    if area and area >= min_total_px and min_component_px > 1:
         area = drop_small(mask, area, min_component_px)
     if area < min_total_px:
         mask.fill(0)
@@ -149,8 +149,9 @@ def clean_classes(seg_probs: np.ndarray, config: PostprocessConfig, classes: np.
         clean_mask(seg_probs[k], config.pixel_thresholds[k], config.min_component_px[k], config.min_total_px[k],
                    out=masks[k])
 
+    classes = np.asarray(classes, bool)
+    masks[~classes] = 0  # the others are written whole by clean_mask
     wanted = np.flatnonzero(classes).tolist()
-    masks[~np.asarray(classes, bool)] = 0
     if len(wanted) > 1:
         list(_threads().map(clean, wanted))
     else:

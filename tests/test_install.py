@@ -8,7 +8,6 @@ import venv
 
 from steelkit_kaggle import install
 from tests import wheels
-from tests.wheels import repack
 
 
 def test_pips_indexes_find_links_and_constraints_become_uvs_options(tmp_path, monkeypatch):
@@ -26,13 +25,13 @@ def test_pips_indexes_find_links_and_constraints_become_uvs_options(tmp_path, mo
 
 
 def test_uv_installs_a_local_wheel_into_a_fresh_venv_and_pip_stands_in_when_uv_fails(tmp_path):
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    repack("six", wheels)
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    wheels.repack("six", folder)
     target = tmp_path / "env"
     venv.create(target, with_pip=True)
     python = target / "bin" / "python"
-    offline = ["--no-index", "--find-links", str(wheels), "six"]
+    offline = ["--no-index", "--find-links", str(folder), "six"]
     uv = install.uv_of(sys.executable)
     assert uv.is_file(), f"{uv}: the project's environment is made with uv (make test installs it)"
     assert install.install(python, offline, uv=uv) == "uv"
