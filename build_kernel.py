@@ -12,7 +12,8 @@ campaign's GPU hours, push.
     python build_kernel.py status                                  kernels, GPU hours, quota, CV beside scores
     python build_kernel.py fetch [KERNEL ...]                      completed outputs into runs/<slug>/, checked
     python build_kernel.py submit [KERNEL] [-m MESSAGE]            submit, wait for the score, write the ledger
-    python build_kernel.py demo [--out DIR]                        the whole chain on a synthetic competition
+    python build_kernel.py rehearse [KERNEL ...]                   every kernel's tiny twin, offline, in order
+    python build_kernel.py demo [--out DIR]                        a slice of the rehearsal, scored, with pictures
 
 Each has its own --help. Kernels are declared in kernels/kernels.json (a small matrix, with pseudo-label
 rounds); their sources are jupytext percent files in kernels/; Kaggle's image is recorded in
@@ -27,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-from steelkit_kaggle import campaign, demo, fetch, notebooks, plan, push, rehearsal, report, settings, staging, submit
+from steelkit_kaggle import campaign, demo, dress_rehearsal, fetch, notebooks, plan, push, rehearsal, report, settings, staging, submit
 
 ROOT = Path(__file__).resolve().parent
 
@@ -136,6 +137,11 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_rehearse(args) -> int:
+    return dress_rehearsal.main(args.out or ROOT / "rehearsal", args.kernels, layout=args.input_layout,
+                                wheels_from=args.find_links)
+
+
 def cmd_demo(args) -> int:
     return demo.demo(args.out or ROOT / "demo-output", layout=args.input_layout, wheels_from=args.find_links)
 
@@ -204,12 +210,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="return once submitted")
     p.add_argument("--poll-seconds", type=float, default=60)
     p.add_argument("--timeout-minutes", type=float, default=180, help="stop waiting for the score after this")
-    p = add("demo", cmd_demo, "the offline rehearsal of the demo chain on a synthetic competition",
-            parents=())
-    p.add_argument("--out", type=Path, help="default: demo-output/")
-    p.add_argument("--input-layout", choices=rehearsal.LAYOUTS, default="slug",
-                   help="mount inputs at <input>/<slug> or <input>/datasets/<owner>/<slug>")
-    p.add_argument("--find-links", type=Path, metavar="DIR", help="take the wheels from DIR alone (no index)")
+    for name, run, text, default in (
+            ("rehearse", cmd_rehearse, "every kernel of kernels.json as its tiny twin, offline in .venv-kaggle, in "
+             "dependency order, on a synthetic competition; a rerun goes on after the last kernel that completed",
+             "rehearsal/"),
+            ("demo", cmd_demo, "a slice of the rehearsal (one classifier, one segmenter, two rounds), scored, "
+             "with the report page and pictures", "demo-output/")):
+        p = add(name, run, text, parents=())
+        if name == "rehearse":
+            p.add_argument("kernels", nargs="*", help="slugs or titles (real or twin; default: all), with what "
+                                                      "they attach")
+        p.add_argument("--out", type=Path, help=f"default: {default}")
+        p.add_argument("--input-layout", choices=rehearsal.LAYOUTS, default="slug",
+                       help="mount inputs at <input>/<slug> or <input>/datasets/<owner>/<slug>")
+        p.add_argument("--find-links", type=Path, metavar="DIR", help="take the wheels from DIR alone (no index)")
     return top
 
 

@@ -24,7 +24,7 @@ INIT_FROM = ""  # fine-tune from an attached output, e.g. "steelkit-train-seg-fp
 PSEUDO_LABELS = ""  # a pseudo-label CSV under the inputs, "" = none
 RESUME_FROM = ""  # an earlier output of this notebook under the inputs, to resume from
 EPOCHS_NOW = None  # stop after this many epochs (stay inside the session limit), resume later
-TIME_LIMIT = "11h30m"  # Kaggle's 12-hour cap less 30 min (start-up, saving): stop cleanly before it
+TIME_LIMIT = None  # None = steelkit.timelimit.KERNEL_LIMIT, the session limit the plan's parts fit: stop cleanly before it
 ENCODER_WEIGHTS = ""  # a local encoder weights file under the inputs (ImageNet), "" = none
 IMAGE_CACHE = "auto"  # decoded images in RAM: "auto" (where they fit), "on", "off"
 GPUS = None  # None = every visible GPU: more than one -> torchrun, one process each (Kaggle's 2 x T4)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from steelkit import atomic
+from steelkit import atomic, timelimit
 from steelkit.rle import IMAGE_SHAPE
 
 T4_TFLOPS = {"resnet": 9.8, "depthwise": 2.45}  # effective fp16 TFLOP/s per family on one T4 (see above)
@@ -43,7 +43,7 @@ LOADER_SECONDS = {"train": 0.0011, "full": 0.0026}
 TABLES_SECONDS = 0.011  # the final pass's labelling per image on Kaggle's 4 cores (22 ms on 2 threads here)
 DECODE_SECONDS = 0.0041  # one JPEG decode, for the start-up image check (4 threads)
 STARTUP_SECONDS = 120.0  # wheels installed (~60 s) + the notebook started and its outputs saved (~60 s)
-SESSION_HOURS = 12.0  # Kaggle's cap on one GPU session; a longer run is killed
+SESSION_HOURS = timelimit.KERNEL_LIMIT / 3600  # what a training session may use: the notebooks stop by it
 
 
 def family(recipe) -> str:

@@ -1,12 +1,14 @@
 """Checkpoints: weights + the recipe that made them (+ training state for resuming), written atomically.
 
 A training output folder holds ``recipe.json``, ``best.pt`` (weights, recipe, epoch, score: what
-inference loads), ``last.pt`` (everything needed to resume), ``metrics.csv`` and ``oof.npz``.
+inference loads), ``last.pt`` (everything needed to resume), ``metrics.csv``, ``oof.npz`` and ``run.json``
+(whether the run finished: all its epochs and the final pass, or stopped, and why).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import zipfile
@@ -16,7 +18,7 @@ import torch
 
 from steelkit import atomic
 
-BEST, LAST = "best.pt", "last.pt"
+BEST, LAST, RUN = "best.pt", "last.pt", "run.json"
 
 
 def save(path: str | os.PathLike, state: dict) -> Path:
@@ -50,4 +52,28 @@ def load_state(path: str | os.PathLike) -> dict:
         raise ValueError(f"checkpoint {path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
     if not isinstance(state, dict) or "model" not in state or "recipe" not in state:
         raise ValueError(f"checkpoint {path}: not a steelkit checkpoint (expected a dict with model and recipe)")
+    return state
+
+
+def save_run(out_dir: str | os.PathLike, epochs_done: int, epochs: int, stopped: str = "") -> Path:
+    """``run.json``: the run finished (every epoch and the final pass) or stopped after ``epochs_done`` of
+    ``epochs``, and why. A training kernel's dependents start only on a finished run."""
+    finished = epochs_done >= epochs and not stopped
+    state = {"finished": finished, "epochs_done": epochs_done, "epochs": epochs,
+             "stopped": "" if finished else (stopped or f"stopped after epoch {epochs_done} of {epochs}")}
+    return atomic.write_text(Path(out_dir) / RUN, json.dumps(state, indent=2) + "\n")
+
+
+def read_run(folder: str | os.PathLike) -> dict:
+    """A training output's ``run.json`` ({"finished", "epochs_done", "epochs", "stopped"}); a missing or
+    unreadable one is a ValueError naming the file (an output that cannot say it finished has not)."""
+    path = Path(folder) / RUN
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing; the run never reached its end (or steelkit before run.json made it)") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not readable ({error})") from None
+    if not isinstance(state, dict) or not {"finished", "epochs_done", "epochs"} <= set(state):
+        raise ValueError(f"{path}: expected finished, epochs_done and epochs")
     return state

@@ -91,11 +91,13 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
 
     ``gpus`` (default: the CUDA devices visible) > 1: the run goes to torchrun, one process per device
     (``run_distributed``), its output streamed here; else it runs in this process. ``device`` forces one
-    ("cpu": gloo processes, as the tests simulate two devices). ``time_limit`` counts from ``started_at``
+    ("cpu": gloo processes, as the tests simulate two devices). ``time_limit`` (default
+    ``timelimit.KERNEL_LIMIT``, the session limit the plan's parts fit) counts from ``started_at``
     (the notebook's start, ``time.time()``): the run stops cleanly before an epoch that would not fit, and the
     notebook ends normally, its output ready to be attached by a part that resumes it. ``image_cache``
     ("auto", "on", "off"; "" = the recipe's) decides whether the decoded images are kept in RAM."""
     out_dir = paths.working_dir() / f"{preset_name}-fold{fold}"
+    time_limit = timelimit.KERNEL_LIMIT if time_limit is None else time_limit  # Kaggle always caps a session
     changes = [f"fold={fold}", *overrides]
     for field, value in (("encoder_weights", encoder_weights), ("pseudo_labels", pseudo_labels)):
         if value:
@@ -115,14 +117,11 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
             left = timelimit.parse_duration(time_limit) - (time.time() - (started_at or time.time()))
             if left <= 0:
                 raise ValueError(f"time limit {time_limit!r} already used up before training started")
-        stops = []
         run_distributed(recipe, data_dir, out_dir, gpus, resume=bool(resume_from), epochs_now=epochs_now,
-                        device=device, time_limit=left,
-                        echo=lambda line: (print(line, flush=True), ": stopped before epoch" in line
-                                           and stops.append(line)))
-        state = checkpoint.load_state(out_dir / checkpoint.LAST)
-        result = {"best_score": state["best"][0], "out": out_dir, "epochs_done": state["epoch"] + 1,
-                  "history": state["history"], "stopped": stops[-1] if stops else ""}
+                        device=device, time_limit=left)
+        state, run = checkpoint.load_state(out_dir / checkpoint.LAST), checkpoint.read_run(out_dir)
+        result = {"best_score": state["best"][0], "out": out_dir, "epochs_done": run["epochs_done"],
+                  "history": state["history"], "stopped": run["stopped"]}
     else:
         result = train.train(recipe, data_dir, out_dir, resume=bool(resume_from), epochs_now=epochs_now, device=device,
                        time_limit=time_limit, started_at=started_at)

@@ -64,6 +64,7 @@ class Recipe:
     channels_last: bool = True  # on CUDA only
     grad_clip: float = 1.0  # max gradient norm; 0 = no clipping
     pseudo_labels: str = ""  # pseudo-label CSV(s), comma-separated, whose test images join the training rows
+    train_images: int = 0  # 0 = every training image; else a fixed subset of that many (a rehearsal's data)
     oof_scale: int = 4  # out-of-fold segmenter probabilities are saved downscaled by this factor, as uint8
 
     def __post_init__(self):
@@ -90,6 +91,7 @@ class Recipe:
             (0 <= self.fold < self.n_folds, f"fold {self.fold} outside 0..{self.n_folds - 1}"),
             (len(self.pos_weight) in (0, 4), f"pos_weight {self.pos_weight}: four values or none"),
             (self.oof_scale >= 1, f"oof_scale {self.oof_scale}: at least 1"),
+            (self.train_images >= 0, f"train_images {self.train_images}: 0 (all) or a number of images"),
             (self.num_workers >= -1, f"num_workers {self.num_workers}: -1 (from the cores) or 0 and more"),
             (self.image_cache in ("auto", "on", "off"), f"image_cache {self.image_cache!r}: auto, on or off"),
             (self.stage == "segmenter" or self.arch == "Classifier",

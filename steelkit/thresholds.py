@@ -194,18 +194,22 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
 
     A class keeps the seed's numbers unless tuning gains on held-out images (``held_out_gain``, ``splits``
     parts): the in-sample gain of the best of ~100,000 settings is partly luck. ``splits=1`` takes the
-    in-sample best. "full_resolution" says how many images were scored from full-resolution tables."""
+    in-sample best. "full_resolution" says how many images were scored from full-resolution tables. Only the
+    images that the classifiers held out too are scored ("images"; "segmenter_images" counts them all): the
+    gate cannot be tuned where there is no classifier probability, as when a campaign trains its classifiers
+    on fewer folds than its segmenters."""
     if splits < 1:
         raise ValueError(f"splits {splits}: at least 1 (1 takes the in-sample best)")
     ids, sources, meta = oof.map_sources(segmenter_dirs)
+    covered = np.arange(len(ids))  # the images scored: those the classifiers held out too
     if classifier_dirs:
         cls_ids, cls, _ = oof.load(classifier_dirs, oof.CLS_PROBS)
         lookup = dict(zip(cls_ids, cls))
-        missing = [i for i in ids if i not in lookup]
-        if missing:
-            raise ValueError(f"{len(missing)} images have segmenter but no classifier out-of-fold probabilities, "
-                             f"e.g. {missing[0]}: train both stages on the same folds")
-        cls = np.stack([lookup[i] for i in ids])
+        covered = np.array([n for n, i in enumerate(ids) if i in lookup], dtype=np.int64)
+        if not covered.size:
+            raise ValueError(f"none of the {len(ids)} images the segmenters held out has classifier out-of-fold "
+                             "probabilities: train both stages on at least one common fold")
+        cls = np.stack([lookup[ids[n]] for n in covered])
     else:
         cls = np.ones((len(ids), 4), dtype=np.float32)
     data_dir = Path(data_dir)
@@ -220,7 +224,7 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     size_grid = [v * to_oof_px for v in grids["min_component"]]
     total_grid = in_pixels(grids["min_total"], shape)  # areas are compared in pixels of the full image
     full, table_files = table_rows(sources, len(ids), grids, shape)
-    on_maps = np.setdiff1d(np.arange(len(ids)), full)
+    on_maps = np.setdiff1d(covered, full)
 
     chosen, rows, curves = {f.name: [] for f in dataclasses.fields(PostprocessConfig)}, [], []
     for k in tqdm(range(4), desc="threshold search", unit="class"):
@@ -238,6 +242,8 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
                 maps, truth, grids["pixel"], size_grid, on_maps))
             truth_area[on_maps] = truth.reshape(len(on_maps), -1).sum(axis=1) * scale * scale
             del truth, maps
+        if covered.size < len(ids):  # segmenter-only images: no gate to tune on them
+            area, inter, truth_area = area[:, covered], inter[:, covered], truth_area[covered]
         grid_of = functools.partial(score_cube, area, inter, truth_area, cls[:, k], grids["label"], total_grid)
         scores = grid_of(slice(None))
         label_default = grids["label"].index(defaults.label_thresholds[k]) if classifier_dirs else 0
@@ -245,7 +251,7 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
                       grids["min_component"].index(defaults.min_component_px[k]), label_default,
                       grids["min_total"].index(defaults.min_total_px[k]))
         if splits >= 2:  # the best setting only where it wins on images it was not chosen on; else the seed's
-            held_out = held_out_gain(scores, grid_of, len(ids), at_default, splits)
+            held_out = held_out_gain(scores, grid_of, len(covered), at_default, splits)
             t, m, lab, tot = pick(scores, at_default) if held_out > 1e-12 else at_default
         else:  # not cross-validated (splits=1): the in-sample best, its gain unknown
             held_out, (t, m, lab, tot) = float("nan"), pick(scores, at_default)
@@ -267,8 +273,8 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     # every class is scored over the same images, so the mean over (image, class) pairs is the classes' mean
     cv = {"mean": float(dice["tuned"].mean()), "per_class": [float(v) for v in dice["tuned"]],
           "seed_mean": float(dice["default"].mean()), "seed_per_class": [float(v) for v in dice["default"]]}
-    return {"config": config, "dice": dice, "images": len(ids), "curves": curves, "splits": splits,
-            "full_resolution": len(full), "scale": scale, "cv": cv}
+    return {"config": config, "dice": dice, "images": len(covered), "segmenter_images": len(ids), "curves": curves,
+            "splits": splits, "full_resolution": int(np.isin(full, covered).sum()), "scale": scale, "cv": cv}
 
 
 def score_cube(area: np.ndarray, inter: np.ndarray, truth_area: np.ndarray, cls_probs: np.ndarray, label_grid,
@@ -311,6 +317,9 @@ def format_report(result: dict) -> str:
     lines = [f"threshold search on {result['images']} out-of-fold images (" + (
                  f"{splits}-part cross-validation: a class keeps the seed's numbers unless its held-out gain is "
                  "positive)" if splits >= 2 else "no cross-validation: the in-sample best)"),
+             *([f"the gate tuned on the {result['images']} of {result['segmenter_images']} images that the classifiers "
+                f"held out too ({result['segmenter_images'] - result['images']} have segmenter maps alone)"]
+               if result.get("segmenter_images", result["images"]) > result["images"] else []),
              f"{result.get('full_resolution', 0)} images scored at full resolution (the tables training measured), "
              f"{result['images'] - result.get('full_resolution', 0)} on the stored 1/{result.get('scale', 1)} maps",
              f"{'class':>5} {'default':>8} {'tuned':>8} {'held-out':>9} {'label':>6} {'pixel':>6} {'min_comp':>8} "

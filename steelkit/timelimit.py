@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 SESSION_CAP = 12 * 3600  # Kaggle's GPU session cap, seconds
 MARGIN = 30 * 60  # wheels installed and images checked before the loop starts, outputs saved after it
-KERNEL_LIMIT = "11h30m"  # what the training notebooks pass: SESSION_CAP - MARGIN
+# The one session limit, in seconds: the training notebooks stop by it (their default TIME_LIMIT), and the plan
+# splits a kernel into parts that each fit it (``budget.SESSION_HOURS``)
+KERNEL_LIMIT = SESSION_CAP - MARGIN
 FINAL_PASS_FACTOR = 2.0  # the final pass: a validation pass plus the tables' labelling, about as long again
 RECENT = 3  # epochs an estimate looks back over (the slowest of them)
 _UNITS = {"h": 3600, "m": 60, "s": 1}

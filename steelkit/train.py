@@ -167,6 +167,13 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, recipe, context, 
     return {"train_loss": float(total) / max(count, 1), "steps": steps, "lr": lr}
 
 
+def resume_scaler(scaler, saved: dict) -> None:
+    """The AMP scaler's state from ``last.pt``, on any device: a run saved on the CPU (its scaler disabled
+    saves ``{}``) resumes on CUDA with AMP from a fresh scale; a CUDA run resumed on the CPU ignores it."""
+    if saved:
+        scaler.load_state_dict(saved)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -184,6 +191,9 @@ def training_rows(recipe: Recipe, data_dir: Path, out_dir: Path):
     labels = data_dir / "train.csv"
     table = read_labels(labels, data_dir / "train_images")
     made, folds_file = folds.find(table, data_dir, out_dir, recipe.folds_file, recipe.n_folds, recipe.folds_seed)
+    if 0 < recipe.train_images < len(table):  # the same subset in every kernel: the folds are the full table's
+        keep = np.random.default_rng(recipe.folds_seed).choice(len(table), recipe.train_images, replace=False)
+        table = table.iloc[np.sort(keep)].reset_index(drop=True)
     fold_of = made.set_index("ImageId")["fold"]
     in_valid = table["ImageId"].map(fold_of).to_numpy() == recipe.fold
     train = samples_from_table(table[~in_valid], data_dir / "train_images", source=labels)
@@ -293,7 +303,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         check_resumable(Recipe.from_dict(state["recipe"]), recipe, out_dir / checkpoint.LAST)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        resume_scaler(scaler, state["scaler"])
         start, best, history = state["epoch"] + 1, tuple(state["best"]), state["history"]
         if context.is_rank_zero:
             # a kill after last.pt and before the metrics leaves them an epoch behind, and its temp files behind
@@ -310,6 +320,8 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     ran, stopped = 0, ""
     for epoch in range(start, recipe.epochs):
         if epochs_now is not None and ran >= epochs_now:
+            stopped = (f"{recipe.name} fold {recipe.fold}: stopped after epoch {epoch} of {recipe.epochs} "
+                       f"(epochs_now {epochs_now}: this session's share); resume to go on")
             break
         if deadline is not None:  # rank 0 decides for all: the ranks' clocks may differ a little
             problem = distributed.broadcast_object(context, deadline.next_epoch_problem(
@@ -365,6 +377,8 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     if recipe.stage == "segmenter" and start + ran >= recipe.epochs and (out_dir / checkpoint.BEST).exists() \
             and (ran or not oof.has_tables(out_dir / oof.FILE)):
         final_oof(model, valid_ids, valid_loader, loss_fn, recipe, context, out_dir, shape)
+    if context.is_rank_zero:
+        checkpoint.save_run(out_dir, start + ran, recipe.epochs, stopped)
     distributed.barrier(context)
     if cache is not None and context.is_rank_zero and start + ran >= recipe.epochs:
         cache.remove()  # the run is complete; a stopped one keeps it for its resumption on this machine

@@ -32,12 +32,14 @@ from steelkit.predict import InferenceConfig
 ENSEMBLE = "ensemble"  # the folder of the ensemble's out-of-fold file, under the tuning output
 
 
-def held_out_by(segmenter_dirs) -> tuple[list[str], dict[tuple, list[str]]]:
-    """(every out-of-fold image id, in first-seen order; {member indices: the ids exactly they held out})."""
+def held_out_by(segmenter_dirs, only: set | None = None) -> tuple[list[str], dict[tuple, list[str]]]:
+    """(every out-of-fold image id, in first-seen order; {member indices: the ids exactly they held out}),
+    among ``only`` where it is given."""
     members_of: dict[str, list[int]] = {}
     for number, folder in enumerate(segmenter_dirs):
         for image_id in oof.image_ids(oof.file_of(folder)):
-            members_of.setdefault(image_id, []).append(number)
+            if only is None or image_id in only:
+                members_of.setdefault(image_id, []).append(number)
     groups: dict[tuple, list[str]] = {}
     for image_id, members in members_of.items():
         groups.setdefault(tuple(members), []).append(image_id)
@@ -46,12 +48,16 @@ def held_out_by(segmenter_dirs) -> tuple[list[str], dict[tuple, list[str]]]:
 
 def ensemble_oof(segmenter_dirs, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
                  config: InferenceConfig = InferenceConfig(), scale: int = 4, device=None,
-                 show: bool = True) -> Path:
-    """Predict every out-of-fold image with the segmenters that held it out (mean over members and TTA, at
-    full resolution) -> ``out_dir/ensemble/oof.npz`` with full-resolution tables for every image."""
+                 show: bool = True, only: set | None = None) -> Path:
+    """Predict every out-of-fold image (of ``only``, where given) with the segmenters that held it out (mean
+    over members and TTA, at full resolution) -> ``out_dir/ensemble/oof.npz`` with full-resolution tables for
+    every image."""
     data_dir, segmenter_dirs = Path(data_dir), [Path(d) for d in segmenter_dirs]
     table = read_labels(data_dir / "train.csv", data_dir / "train_images").set_index("ImageId")
-    ids, groups = held_out_by(segmenter_dirs)
+    ids, groups = held_out_by(segmenter_dirs, only)
+    if not ids:
+        raise ValueError("none of the segmenters' out-of-fold images is among the images to tune on (the "
+                         "classifiers' out-of-fold images): train both stages on at least one common fold")
     missing = [i for i in ids if i not in table.index]
     if missing:
         raise ValueError(f"{len(missing)} out-of-fold images are not in {data_dir / 'train.csv'}, e.g. {missing[0]}")
@@ -93,9 +99,12 @@ def checkpoint_of(folder: Path) -> Path:
 def tune(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
          config: InferenceConfig = InferenceConfig(), splits: int = 5, device=None, show: bool = True) -> dict:
     """The tuning kernel: the ensemble's full-resolution tables, the search on them, and
-    ``out_dir/inference.json`` (``config`` with the tuned post-processing) and ``out_dir/cv.json``."""
+    ``out_dir/inference.json`` (``config`` with the tuned post-processing) and ``out_dir/cv.json``. Only the
+    images the classifiers held out too are predicted and searched (the gate needs their probabilities)."""
     out_dir = Path(out_dir)
-    ensemble_oof(segmenter_dirs, data_dir, out_dir, config, device=device, show=show)
+    # the gate is tuned where both stages held an image out: predicting the rest would spend GPU time for nothing
+    only = {i for d in classifier_dirs for i in oof.image_ids(oof.file_of(d))} if classifier_dirs else None
+    ensemble_oof(segmenter_dirs, data_dir, out_dir, config, device=device, show=show, only=only)
     result = thresholds.search(list(classifier_dirs), [out_dir / ENSEMBLE], data_dir, splits=splits)
     dataclasses.replace(config, postprocess=result["config"]).save(out_dir / "inference.json")
     write_cv(out_dir / "cv.json", result, members=[str(d) for d in [*classifier_dirs, *segmenter_dirs]])
@@ -104,5 +113,7 @@ def tune(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike, out_dir: 
 
 def write_cv(path: Path, result: dict, members: list[str]) -> Path:
     """cv.json: the ensemble's out-of-fold mean Dice at the chosen settings and at the seed's, per class."""
-    return atomic.write_text(path, json.dumps({**result["cv"], "images": result["images"], "members": members},
+    return atomic.write_text(path, json.dumps({**result["cv"], "images": result["images"],
+                                               "segmenter_images": result.get("segmenter_images", result["images"]),
+                                               "members": members},
                                               indent=2) + "\n")

@@ -85,9 +85,10 @@ def pushed(item: dict, version: int | None, digest: str) -> None:
 
 
 def is_complete(item: dict, digest: str | None = None) -> bool:
-    """The version recorded finished (its COMPLETE believed), and is what ``digest`` would push."""
-    return item.get("status") == DONE and item.get("seen_running", False) and (digest is None or
-                                                                                item.get("hash") == digest)
+    """The version recorded finished (its COMPLETE believed, and a training run that did all its epochs: not
+    ``unfinished``), and is what ``digest`` would push."""
+    return item.get("status") == DONE and item.get("seen_running", False) and not item.get("unfinished") and (
+        digest is None or item.get("hash") == digest)
 
 
 def read_ledger(folder: Path) -> pd.DataFrame:
@@ -107,7 +108,8 @@ def write_ledger_row(folder: Path, row: dict) -> Path:
 
 
 def format_status(config: dict, record: dict, ledger: pd.DataFrame, quota: dict | None) -> str:
-    """The kernels (state, version, run time, GPU hours used) and the submissions (local CV, public, private)."""
+    """The kernels (state, version, run time, GPU hours used; STOPPED: a training run that ended before its last
+    epoch) and the submissions (local CV, public, private)."""
     lines = [f"{'kernel':<46} {'state':<10} {'version':>7} {'run time':>9} {'GPU h':>6}  fetched"]
     used = 0.0
     for kernel in config["kernels"]:
@@ -118,8 +120,10 @@ def format_status(config: dict, record: dict, ledger: pd.DataFrame, quota: dict 
         hours = seconds / 3600 if seconds and kernel["gpu"] else 0.0
         used += hours
         believed = "" if item.get("seen_running") or item.get("status") == "PUSHED" else "?"
-        lines.append(f"{kernel['slug']:<46} {item.get('status', '') + believed:<10} {item.get('version') or '?'!s:>7} "
-                     f"{(f'{seconds / 60:.0f} min' if seconds else '-'):>9} {hours:6.2f}  {item.get('fetched') or '-'}")
+        state = "STOPPED" if item.get("unfinished") else item.get("status", "") + believed
+        lines.append(f"{kernel['slug']:<46} {state:<10} {item.get('version') or '?'!s:>7} "
+                     f"{(f'{seconds / 60:.0f} min' if seconds else '-'):>9} {hours:6.2f}  {item.get('fetched') or '-'}"
+                     + (f"\n    {item['unfinished']}" if item.get("unfinished") else ""))
     lines.append(f"{len(lines) - 1} kernels pushed, {used:.2f} GPU hours used" + (
         f"; quota: {quota['remaining']:.1f} h of {quota['total']:.1f} h left, refreshes {quota['refresh']}"
         if quota else "; quota: kaggle quota did not answer"))

@@ -33,4 +33,23 @@ def fetch(kernel: dict, user: str, runs: Path, echo=print) -> Path:
     partial.rename(target)
     files = sum(1 for p in target.rglob("*") if p.is_file())
     echo(f"  {kernel_id}: {files} output files in {target}")
+    stopped = unfinished(kernel, target)
+    if stopped:
+        raise push.PushError(f"{kernel_id}: {stopped}; its outputs are in {target}, but nothing that attaches it "
+                             "starts on an unfinished model: give it more parts (kernels.json 'parts') or a longer "
+                             "TIME_LIMIT and push it again with --force")
     return target
+
+
+def unfinished(kernel: dict, folder: Path) -> str:
+    """Why a training kernel's last part did not finish its run (its ``run.json``), "" when it did or when it
+    is not a training kernel's last part (an earlier part stops by design, and its successor resumes it)."""
+    from steelkit import checkpoint
+
+    parameters = kernel["parameters"]
+    if not Path(kernel["source"]).name.startswith("train_") or not settings.is_last_part(kernel):
+        return ""
+    run = checkpoint.read_run(Path(folder) / f"{parameters['PRESET']}-fold{parameters['FOLD']}")
+    if run["finished"]:
+        return ""
+    return f"its run reached epoch {run['epochs_done']} of {run['epochs']} and stopped ({run['stopped']})"

@@ -154,11 +154,22 @@ def push(built: list[tuple[dict, Path]], user: str, record_dir: Path, sources: d
         if slug in confirmed and not reason and item:
             item["seen_running"] = True
             save()
+        if item.get("unfinished") and not reason:
+            raise PushError(f"{kernel_id}: version {item.get('version')} {item['unfinished']}; "
+                            "its dependents were not pushed (push it again with --force, with more parts or time)")
         if wait:
             if not campaign.is_complete(item):
                 wait_for(kernel_id, item, save, poll_seconds, stale_seconds=stale_seconds, echo=echo)
             if fetch_to is not None and not item.get("fetched"):
-                item["fetched"] = str(fetch.fetch(kernel, user, fetch_to, echo=echo))
+                try:
+                    item["fetched"] = str(fetch.fetch(kernel, user, fetch_to, echo=echo))
+                except PushError:
+                    folder = Path(fetch_to) / slug
+                    stopped = fetch.unfinished(kernel, folder) if folder.is_dir() else ""
+                    if stopped:  # COMPLETE on Kaggle, but the model is not what its dependents expect
+                        item["unfinished"] = stopped
+                        save()
+                    raise
                 save()
 
 

@@ -99,6 +99,7 @@ def expand(group: dict, path: Path = SETTINGS) -> list[dict]:
                 kernel["round"] = round_number
             if "models" in group:
                 kernel["models"], kernel["budget"] = group["models"], group.get("budget", {})
+                kernel["gate"] = group.get("gate", "")
             if "parts" in group:
                 kernel["parts"] = list(group["parts"])
             if round_number and "later_rounds" in group:
@@ -120,6 +121,7 @@ def later_round(kernel: dict, group: dict, values: dict, path: Path) -> None:
         previous = slugify(_fill(group.get("title") or "", {**values, "round": values["previous"]}))
         kernel["kernels"] = [f"{{user}}/{previous}"]
         kernel["parameters"]["INIT_FROM"] = f"{previous}/{kernel['preset']}-fold{kernel['fold']}"
+        kernel["finetunes"] = True  # checked by check_matrix: the previous round's kernel of its preset and fold
         epochs = later.get("epochs")
         if epochs:
             kernel["parameters"]["OVERRIDES"] = [*kernel["parameters"].get("OVERRIDES", []), f"epochs={epochs}"]
@@ -166,7 +168,8 @@ def outputs(kernel: dict) -> list[str]:
     parameters, source = kernel["parameters"], Path(kernel["source"]).name
     if source.startswith("train_"):
         run = f"{parameters['PRESET']}-fold{parameters['FOLD']}"
-        names = ["recipe.json", "last.pt", "metrics.csv"] + (["best.pt", "oof.npz"] if is_last_part(kernel) else [])
+        names = ["recipe.json", "last.pt", "metrics.csv", "run.json"] + (["best.pt", "oof.npz"]
+                                                                        if is_last_part(kernel) else [])
         return [f"{run}/{name}" for name in names]
     if source == "submission.py":
         return ["submission.csv"] + (["pseudo.csv"] if parameters.get("PSEUDO_ROUND") else [])
@@ -184,6 +187,7 @@ def load(path: Path = SETTINGS, parts_of=None) -> dict:
     except (OSError, json.JSONDecodeError) as error:
         raise SettingsError(f"{path}: {error}") from None
     kernels = [kernel for group in raw.get("groups", []) for kernel in expand(group, path)]
+    kernels.sort(key=lambda k: k.get("round", -1))  # round by round (stable: group by group within a round)
     for kernel in kernels:
         kernel["slug"] = slugify(str(kernel["title"])) if isinstance(kernel["title"], str) else ""
     split, renames = [], {}
@@ -223,14 +227,73 @@ def load(path: Path = SETTINGS, parts_of=None) -> dict:
     for kernel in kernels:
         if "models" in kernel:
             kernel["kernels"] = kernel["kernels"] + [f"{{user}}/{k['slug']}" for k in attached(kernels, kernel)]
-        for source in kernel["kernels"]:
-            if source.split("/", 1)[-1] not in seen:
-                in_round = f" (round {kernel['round']})" if "round" in kernel else ""
-                raise SettingsError(f"{path}: kernel {kernel['title']!r}{in_round} attaches {source}, which "
-                                    "kernels.json does not define" + (" (a round that does not exist?)"
-                                                                      if in_round else ""))
+    check_matrix(kernels, path)
     return {"competition": raw.get("competition", "severstal-steel-defect-detection"),
             "campaign": raw.get("campaign", {}), "kernels": kernels}
+
+
+PATH_PARAMETERS = ("INIT_FROM", "PSEUDO_LABELS", "INFERENCE_CONFIG", "RESUME_FROM")
+
+
+def check_matrix(kernels: list[dict], path: Path = SETTINGS) -> None:
+    """What would fail on Kaggle after GPU hours were spent, refused before anything runs: an attached kernel
+    that kernels.json does not define or that comes later in its order (round by round); a path parameter
+    under an input the kernel does not attach; a later round that does not fine-tune from the previous
+    round's kernel of its preset and fold; a tuning or submission kernel whose classifiers did not hold out
+    the images its segmenters held out (``gate_folds``)."""
+    position = {k["slug"]: n for n, k in enumerate(kernels)}
+    for number, kernel in enumerate(kernels):
+        name = f"{path}: kernel {kernel['title']!r}" + (f" (round {kernel['round']})" if "round" in kernel else "")
+        init = str(kernel["parameters"].get("INIT_FROM", "")).split("/", 1)[0]
+        if kernel.get("finetunes"):
+            source = kernels[position[init]] if init in position else None
+            if source is None or (source.get("round"), source.get("preset"), source.get("fold")) != (
+                    kernel["round"] - 1, kernel["preset"], kernel["fold"]):
+                raise SettingsError(f"{name} fine-tunes from {init!r}, which is not a round {kernel['round'] - 1} "
+                                    f"kernel of {kernel['preset']} fold {kernel['fold']}"
+                                    + ("" if source else " (kernels.json defines no such kernel: is the previous "
+                                       "round in the group's rounds?)"))
+        for source in kernel["kernels"]:
+            slug = source.split("/", 1)[-1]
+            if slug not in position:
+                raise SettingsError(f"{name} attaches {source}, which kernels.json does not define"
+                                    + (" (a round that does not exist?)" if "round" in kernel else ""))
+            if position[slug] >= number:
+                raise SettingsError(f"{name} attaches {slug}, which comes after it (rounds run in order): it "
+                                    "would attach an output that does not exist yet")
+        inputs = {s.split("/", 1)[-1] for s in kernel["kernels"] + kernel["datasets"] + kernel["model_sources"]}
+        for parameter in PATH_PARAMETERS:
+            value = kernel["parameters"].get(parameter)
+            if isinstance(value, str) and value and value.split("/", 1)[0] not in inputs:
+                raise SettingsError(f"{name}: {parameter} {value!r} is under {value.split('/', 1)[0]!r}, which "
+                                    "the kernel does not attach")
+        if "models" in kernel:
+            gate_folds(kernels, kernel, name)
+
+
+def gate_folds(kernels: list[dict], kernel: dict, name: str = "") -> list[int]:
+    """The folds a tuning or submission kernel's class gate is tuned on: those held out by its segmenters and
+    its classifiers alike. Segmenter folds the classifiers miss are refused unless the group says
+    ``"gate": "shared folds"`` (the search then tunes the gate on the shared folds' images alone, and says
+    so); none shared is always refused."""
+    from steelkit.recipe import preset
+
+    folds = {"classifier": set(), "segmenter": set()}
+    for source in kernel["kernels"]:
+        found = next((k for k in kernels if k["slug"] == source.split("/", 1)[-1]), None)
+        if found is not None and "preset" in found:
+            folds[preset(found["preset"]).stage].add(found["fold"])
+    shared, missed = folds["classifier"] & folds["segmenter"], folds["segmenter"] - folds["classifier"]
+    if folds["classifier"] and folds["segmenter"] and not shared:
+        raise SettingsError(f"{name}: its classifiers hold out folds {sorted(folds['classifier'])} and its "
+                            f"segmenters folds {sorted(folds['segmenter'])}: no image has both, so the class gate "
+                            "cannot be tuned")
+    if folds["classifier"] and missed and kernel.get("gate") != "shared folds":
+        raise SettingsError(f"{name}: its segmenters hold out folds {sorted(folds['segmenter'])}, its classifiers "
+                            f"only {sorted(folds['classifier'])}: the gate has no classifier probability for folds "
+                            f"{sorted(missed)}. Train the classifiers on those folds, or say \"gate\": \"shared "
+                            "folds\" in the group to tune on the shared folds' images alone")
+    return sorted(shared) if folds["classifier"] else sorted(folds["segmenter"])
 
 
 def attached(kernels: list[dict], kernel: dict) -> list[dict]:

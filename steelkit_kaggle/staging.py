@@ -132,6 +132,35 @@ def stage_encoder_weights(out: Path, user: str, encoders: list[str] | None = Non
     return path
 
 
+def stage_random_encoder_weights(out: Path, user: str, encoders: list[str], echo=print) -> Path:
+    """``out/<encoder>.safetensors`` of randomly initialised encoders, in the layout ``stage_encoder_weights``
+    writes (smp's encoder keys; timm's full model for ``tu-`` encoders), a manifest and dataset-metadata.json:
+    the dress rehearsal's twin encoders, whose ImageNet weights cannot be downloaded here. Returns the manifest."""
+    import segmentation_models_pytorch as smp
+    import torch
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for encoder in encoders:
+        torch.manual_seed(0)
+        if encoder.startswith("tu-"):
+            import timm
+
+            state = timm.create_model(encoder[3:], pretrained=False).state_dict()
+        else:
+            state = smp.encoders.get_encoder(encoder, weights=None).state_dict()
+        target = out / f"{encoder}.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(target))
+        manifest.append({"encoder": encoder, "file": target.name, "repo": "random (rehearsal twin)",
+                         "revision": "", "sha256": sha256(target), "bytes": target.stat().st_size})
+        echo(f"  {encoder}: random weights -> {target.name}")
+    path = out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    dataset_metadata(out, "steelkit-encoder-weights", user)
+    return path
+
+
 def stage_models(out: Path, sources: list[Path], user: str, inference_config: Path | None = None,
                  model_instance: str | None = None) -> Path:
     """A model dataset folder: each training output's best.pt, recipe.json, metrics.csv and oof.npz (for
