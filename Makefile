@@ -1,13 +1,14 @@
-# Two entry points: `make demo` (the offline rehearsal) and `make test`. Both create the virtual
-# environments on first use and reuse them while their records are unchanged: .venv/ from requirements.txt,
-# .venv-kaggle/ (Kaggle's image, where notebooks are rehearsed) from kernels/kaggle-image.txt.
+# Two entry points: `make demo` (a slice of the offline rehearsal) and `make test`; `make rehearse` runs every
+# kernel's tiny twin. They create the virtual environments on first use and reuse them while their records are
+# unchanged: .venv/ from requirements.txt, .venv-kaggle/ (Kaggle's image, where notebooks are rehearsed) from
+# kernels/kaggle-image.txt.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAGGLE_STAMP := .venv-kaggle/kaggle-image.txt
 
-.PHONY: demo test bench lint
+.PHONY: demo rehearse test bench lint
 
 # uv (steelkit_kaggle/install.py) unpacks each wheel once and hard-links it into both environments
 $(STAMP): requirements.txt
@@ -19,6 +20,9 @@ $(KAGGLE_STAMP): kernels/kaggle-image.txt $(STAMP)
 
 demo: $(STAMP) $(KAGGLE_STAMP)
 	$(BIN)/python build_kernel.py demo --out demo-output
+
+rehearse: $(STAMP) $(KAGGLE_STAMP)
+	$(BIN)/python build_kernel.py rehearse --out rehearsal
 
 test: $(STAMP) $(KAGGLE_STAMP)
 	$(BIN)/python -m pytest -q

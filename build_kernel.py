@@ -28,28 +28,44 @@ import os
 import sys
 from pathlib import Path
 
-from steelkit_kaggle import campaign, demo, dress_rehearsal, fetch, notebooks, plan, push, rehearsal, report, settings, staging, submit
+from steelkit_kaggle import campaign, demo, dress_rehearsal, fetch, notebooks, plan, push, rehearsal, report, settings, staging, submit, twins
 
 ROOT = Path(__file__).resolve().parent
 
 
+def load(args) -> dict:
+    """kernels.json, expanded and checked; with ``--rehearsal`` its tiny twin as CPU kernels of their own slugs
+    (``twins.KAGGLE``: a subset of the real training images, no GPU quota), written to <out>/rehearsal/."""
+    if getattr(args, "rehearsal", False):
+        return twins.load(args.out / "rehearsal", twins.KAGGLE, args.settings)
+    return plan.load(args.settings)
+
+
+def find(config: dict, name: str) -> dict:
+    """A kernel by slug or title; in a twin campaign, the real campaign's names find their twins."""
+    if config["campaign"].get("twin"):
+        name = twins.twin_title(name)
+    return settings.find(config, name)
+
+
 def chosen(config: dict, names: list[str], gpu_only: bool = False) -> list[dict]:
-    """The kernels named (slugs or titles), else every kernel (every GPU kernel with ``gpu_only``)."""
+    """The kernels named (slugs or titles), else every kernel (every GPU kernel with ``gpu_only``, or every
+    kernel of a twin campaign, which has none)."""
     if names:
-        return [settings.find(config, name) for name in names]
-    return [k for k in config["kernels"] if k["gpu"] or not gpu_only]
+        return [find(config, name) for name in names]
+    return [k for k in config["kernels"] if k["gpu"] or not gpu_only or config["campaign"].get("twin")]
 
 
 def cmd_build(args) -> int:
-    config = plan.load(args.settings)
+    config = load(args)
     for kernel in chosen(config, args.kernels):
         print(f"built {notebooks.build(kernel, config, args.user, args.out)}")
     return 0
 
 
 def cmd_run(args) -> int:
-    config = plan.load(args.settings)
-    folder = notebooks.build(settings.find(config, args.kernel), config, args.user, args.out)
+    config = load(args)
+    folder = notebooks.build(find(config, args.kernel), config, args.user, args.out)
     result = rehearsal.run(folder, args.input)
     print(f"{folder.name}: ran offline in {result['seconds']:.0f} s; outputs in {result['working']}")
     return 0
@@ -76,7 +92,7 @@ def cmd_stage_models(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    config = plan.load(args.settings)
+    config = load(args)
     quota = {"used": 0.0, "remaining": args.quota_hours, "total": args.quota_hours, "refresh": ""} \
         if args.quota_hours else push.quota()
     result = plan.plan(config, chosen(config, args.kernels, gpu_only=True), quota, args.sessions)
@@ -85,9 +101,9 @@ def cmd_plan(args) -> int:
 
 
 def cmd_push(args) -> int:
-    config = plan.load(args.settings)
+    config = load(args)
     order = settings.push_order(config, chosen(config, args.kernels))
-    force = {settings.find(config, name)["slug"] for name in args.force}
+    force = {find(config, name)["slug"] for name in args.force}
     record = campaign.load(args.out)
     needed = sum(plan.gpu_hours(kernel, config) for kernel in order
                  if kernel["slug"] in force or not campaign.is_complete(record["kernels"].get(kernel["slug"], {})))
@@ -100,18 +116,18 @@ def cmd_push(args) -> int:
     sources = {kernel["slug"]: [d["slug"] for d in settings.dependencies(config, kernel)] for kernel in order}
     push.push(built, args.user, args.out, sources, wait=args.wait, poll_seconds=args.poll_seconds, force=force,
               fetch_to=None if args.no_fetch else args.runs, stale_seconds=args.stale_minutes * 60,
-              confirmed={settings.find(config, name)["slug"] for name in args.confirm})
+              confirmed={find(config, name)["slug"] for name in args.confirm})
     return 0
 
 
 def cmd_fetch(args) -> int:
-    config = plan.load(args.settings)
+    config = load(args)
     record = campaign.load(args.out)
     names = args.kernels or [s for s, item in record["kernels"].items() if campaign.is_complete(item)]
     if not names:
         raise ValueError(f"no COMPLETE kernel in {args.out / campaign.RECORD}; name the kernels to fetch")
     for name in names:
-        kernel = settings.find(config, name)
+        kernel = find(config, name)
         folder = fetch.fetch(kernel, args.user, args.runs)
         item = campaign.entry(record, kernel["slug"])
         if item:
@@ -121,16 +137,16 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    config = plan.load(args.settings)
-    final = [k for k in config["kernels"] if k["source"] == "submission.py" and k["gpu"]][-1]
-    kernel = settings.find(config, args.kernel) if args.kernel else final
+    config = load(args)
+    final = [k for k in config["kernels"] if k["source"] == "submission.py"][-1]
+    kernel = find(config, args.kernel) if args.kernel else final
     submit.submit(config, kernel, args.user, args.out, args.runs, args.message, wait=not args.no_wait,
                   poll_seconds=args.poll_seconds, timeout_seconds=args.timeout_minutes * 60)
     return 0
 
 
 def cmd_status(args) -> int:
-    config = plan.load(args.settings)
+    config = load(args)
     text = campaign.format_status(config, campaign.load(args.out), campaign.read_ledger(args.out), push.quota())
     print(text)
     print(f"page: {report.campaign_page(args.out / 'campaign.html', text, campaign.read_ledger(args.out))}")
@@ -155,6 +171,9 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--out", type=Path, default=ROOT / "build",
                         help="where the built kernels and the campaign record go")
     common.add_argument("--settings", type=Path, default=settings.SETTINGS, help="the kernels matrix (kernels.json)")
+    common.add_argument("--rehearsal", action="store_true",
+                        help="the campaign's tiny twin as CPU kernels of their own ('rehearse ...' titles), training "
+                             "on a subset of the real images: proves the wiring on Kaggle for no GPU quota")
 
     def add(name: str, run, help_text: str, parents=(common,)):
         p = sub.add_parser(name, help=help_text, description=help_text, parents=list(parents))
@@ -229,6 +248,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # each kernel's line as it ends, also into a log file
     if getattr(args, "user", None) == "":
         if args.command in ("push", "fetch", "submit", "status", "stage-wheels", "stage-encoder-weights",
                             "stage-models"):

@@ -36,10 +36,13 @@ def seconds_between(start: str, end: str) -> float:
 
 
 def pushed_hash(folder: Path) -> str:
-    """sha256 of what a push sends: the notebook (steelkit inlined in it) and its metadata."""
+    """sha256 of what a push sends: the notebook (steelkit inlined in it) and its metadata, not what a local
+    run left beside them (an executed notebook, its working folder)."""
     digest = hashlib.sha256()
+    meta = Path(folder) / "kernel-metadata.json"
+    sent = {meta.name, json.loads(meta.read_text()).get("code_file", "")} if meta.is_file() else None
     for path in sorted(Path(folder).iterdir()):
-        if path.is_file():
+        if path.is_file() and (sent is None or path.name in sent):
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

@@ -1,8 +1,11 @@
-"""``make demo``: the whole chain rehearsed as Kaggle runs it, on a synthetic mini-competition.
+"""``make demo``: a short slice of the dress rehearsal (``dress_rehearsal``), scored, with pictures.
 
-A synthetic competition, the wheels dataset staged (from the package index on a new machine, from pip's
-cache after that), then every demo kernel built and executed in turn in the Kaggle-like environment
-(each one's outputs attached to the next), then the Kaggle mean Dice of both rounds.
+The same twin campaign as ``build_kernel.py rehearse``, cut to one classifier preset and one segmenter preset,
+fold 0 and two rounds (round 1 fine-tunes both from round 0 with round 0's pseudo labels, as the campaign's later
+rounds do): train both, tune the thresholds, submit, then the same again. Nothing of it is a chain of its own in
+kernels.json: the slice is made from the same groups. The twins train longer here than in the full rehearsal, on
+larger images, so that they learn something; the Kaggle mean Dice of both rounds is printed beside the
+all-empty baseline, with overlay pictures and a report page.
 """
 
 from __future__ import annotations
@@ -14,12 +17,17 @@ from pathlib import Path
 
 import nbformat
 
-from steelkit_kaggle import image, notebooks, rehearsal, report, settings, staging
+from steelkit_kaggle import dress_rehearsal, rehearsal, report, twins
 
-DEMO_CHAIN = ["steelkit-demo-train-classifier", "steelkit-demo-train-segmenter", "steelkit-demo-submission",
-              "steelkit-demo-train-classifier-round-2", "steelkit-demo-train-segmenter-round-2",
-              "steelkit-demo-submission-round-2"]
-USER = "steelkit-demo"
+USER = dress_rehearsal.USER
+# The demo's sheets carry 0.3 of the real texture: its tiny segmenter, trained from scratch on 90 images for
+# 15 epochs on the CPU, stays near the all-empty score on busier sheets (validation Dice 0.848 at texture 1
+# and 0.5 in the demo, all-empty 0.848; in process at 0.5: 0.864, and 0.876 after 30 epochs, against 0.854)
+DEMO_TEXTURE = 0.3
+DEMO = twins.Profile("demo", epochs_of={"cls-effb1": 8, "seg-unet-effb3": 15}, finetune_epochs=5,
+                     session_epochs=100, crop=(128, 256), batch_size=8, effective_batch=8,
+                     presets=("cls-effb1", "seg-unet-effb3"), folds=(0,), rounds=(0, 1))
+DEMO_DATA = dress_rehearsal.Data(n_train=120, n_test=40, shape=(128, 800), texture=DEMO_TEXTURE)
 
 
 def package_lines(executed: Path) -> list[str]:
@@ -31,62 +39,43 @@ def package_lines(executed: Path) -> list[str]:
     return [] if start is None else [line for line in lines[start:start + 8] if line.startswith(("packages", "  "))]
 
 
-# The demo's sheets carry 0.3 of the real texture: its tiny segmenter, trained from scratch on 90 images for
-# 15 epochs on the CPU, stays near the all-empty score on busier sheets (validation Dice 0.848 at texture 1
-# and 0.5 in the demo, all-empty 0.848; in process at 0.5: 0.864, and 0.876 after 30 epochs, against 0.854)
-DEMO_TEXTURE = 0.3
-
-
-def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int] = (128, 800),
-         layout: str = "slug", wheels_from: Path | None = None, echo=print, progress=None,
-         texture: float = DEMO_TEXTURE) -> int:
-    """The offline rehearsal of the demo chain; returns 0 (a failing notebook raises, naming its cell).
-    ``progress`` gets what the notebooks print as they run (default: the terminal, indented); ``texture``
-    is the synthetic sheets' (1: the real sheets')."""
-    progress = progress or _terminal
-    from steelkit import metric, overlay, paths, synthetic
+def demo(out: Path, layout: str = "slug", wheels_from: Path | None = None, echo=print, progress=None,
+         data: dress_rehearsal.Data = DEMO_DATA, profile: twins.Profile = DEMO) -> int:
+    """The demo slice of the rehearsal in ``out`` (replaced whole); returns 0, or 1 naming a failing kernel.
+    ``progress`` gets what the notebooks print as they run (default: the terminal, indented)."""
+    from steelkit import metric, overlay
     from steelkit.competition import read_table
 
-    out = out.resolve()
+    out = Path(out).resolve()
     shutil.rmtree(out, ignore_errors=True)
     started = time.time()
-    inputs = out / "input"
-    data = synthetic.make(inputs / paths.COMPETITION_SLUG, synthetic.SynthConfig(
-        n_train=n_train, n_test=n_test, height=shape[0], width=shape[1], texture=texture))
-    steps = len(DEMO_CHAIN) + 1
-    echo(f"[0/{steps}] synthetic competition: {n_train} train, {n_test} test images of "
-         f"{shape[0]}x{shape[1]} (texture {texture:g} of the real sheets') in {data}")
-    image.ensure(echo=echo)
-    wheels = staging.stage_wheels(out / "steelkit-wheels", USER, find_links=wheels_from, echo=echo)
-    rehearsal.attach(inputs, "steelkit-wheels", out / "steelkit-wheels", layout, "datasets", USER)
-    echo(f"[1/{steps}] wheels dataset staged: {', '.join(w.name for w in wheels)}")
-    config = settings.load()
-    table = None
-    for number, slug in enumerate(DEMO_CHAIN, start=2):
-        echo(f"[{number}/{steps}] {slug}: building and running offline in {image.VENV.name} ...")
-        kernel = settings.find(config, slug)
-        result = rehearsal.run(notebooks.build(kernel, config, USER, out / "build", echo=echo), inputs,
-                               progress=progress)
-        rehearsal.attach(inputs, slug, result["working"], layout, "notebooks", USER)
-        if number == 2:
-            for line in package_lines(result["notebook"]):
-                echo(f"      {line}")
-        echo(f"      done in {result['seconds']:.0f} s (executed notebook: {result['notebook']})")
-
-    found = {slug: paths_of(inputs, slug, layout) for slug in (DEMO_CHAIN[2], DEMO_CHAIN[5])}
-    truth, _, _ = read_table(data / "test_truth.csv")
-    rounds = {}
-    for label, slug in (("round 1 (no pseudo labels)", DEMO_CHAIN[2]), ("round 2 (with pseudo labels)", DEMO_CHAIN[5])):
-        table, _, _ = read_table(found[slug] / "submission.csv")
-        rounds[label], empty = metric.score_tables(truth, table, shape)
-        echo(f"\n== {label}: {found[slug] / 'submission.csv'}")
-        echo(metric.format_report(rounds[label], empty))
-    shutil.copy2(found[DEMO_CHAIN[5]] / "submission.csv", out / "submission.csv")
-    pictures = overlay.write_overlays(data / "test_images", table, truth, out / "overlays", shape)
+    try:
+        result = dress_rehearsal.rehearse(out, profile, data, layout=layout, wheels_from=wheels_from, echo=echo,
+                                          progress=progress or _terminal)
+    except dress_rehearsal.RehearsalFailed as error:
+        echo(f"demo failed: {error}")
+        return 1
+    first = result["order"][0]
+    executed = out / "build" / first["slug"] / f"{first['slug']}.executed.ipynb"
+    for line in package_lines(executed):
+        echo(f"      {line}")
+    rounds, empty = {}, None
+    for row in result["rounds"]:
+        label = f"round {row['round']}" + (" (with pseudo labels)" if row["round"] else " (no pseudo labels)")
+        rounds[label], empty = row["test"], row["empty"]
+        echo(f"\n== {label}: {row['folder'] / 'submission.csv'}")
+        echo(metric.format_report(row["test"], row["empty"]))
+    echo("\nlocal CV beside the hidden test set:\n" + dress_rehearsal.format_rounds(result["rounds"]))
+    final = result["rounds"][-1]["folder"]
+    shutil.copy2(final / "submission.csv", out / "submission.csv")
+    truth, _, _ = read_table(out / dress_rehearsal.TRUTH)
+    table, _, _ = read_table(out / "submission.csv")
+    test_images = result["inputs"] / "severstal-steel-defect-detection" / "test_images"
+    pictures = overlay.write_overlays(test_images, table, truth, out / "overlays", data.shape)
     echo(f"\nsubmission.csv: {out / 'submission.csv'}; {len(pictures)} overlay pictures (truth thick, "
          f"prediction thin) in {out / 'overlays'}")
     try:  # the page comes after a valid submission: it warns, it never fails the rehearsal
-        page = write_report(out, inputs, layout, rounds, empty, pictures, time.time() - started)
+        page = write_report(out, result, rounds, empty, pictures, time.time() - started, layout)
         echo(f"report: {page}")
     except Exception as error:  # noqa: BLE001 (matplotlib and file errors alike)
         echo(f"warning: no report page ({type(error).__name__}: {error})")
@@ -94,23 +83,17 @@ def demo(out: Path, n_train: int = 120, n_test: int = 40, shape: tuple[int, int]
     return 0
 
 
-def write_report(out: Path, inputs: Path, layout: str, rounds: dict, empty: dict, pictures: list[Path],
-                 seconds: float) -> Path:
+def write_report(out: Path, result: dict, rounds: dict, empty: dict, pictures: list[Path], seconds: float,
+                 layout: str) -> Path:
     """demo-output/report.html from what the rehearsal's notebooks wrote."""
     import pandas as pd
 
-    outputs = [paths_of(inputs, slug, layout) for slug in DEMO_CHAIN]
+    outputs = [rehearsal.mount_path(result["inputs"], k["slug"], layout, "notebooks", USER) for k in result["order"]]
     curves = [p for folder in outputs for p in sorted(folder.rglob("curves.png"))]
     searches = [p for folder in outputs for p in sorted(folder.glob("thresholds.png"))]
-    pseudo = {f"round {n}": len(pd.read_csv(paths_of(inputs, slug, layout) / "pseudo.csv")) // 4
-              for n, slug in ((1, DEMO_CHAIN[2]), (2, DEMO_CHAIN[5]))
-              if (paths_of(inputs, slug, layout) / "pseudo.csv").is_file()}
+    pseudo = {f"round {row['round']}": len(pd.read_csv(row["folder"] / "pseudo.csv")) // 4
+              for row in result["rounds"] if (row["folder"] / "pseudo.csv").is_file()}
     return report.write(out / "report.html", rounds, empty, curves, searches, pseudo, pictures[:6], seconds)
-
-
-def paths_of(inputs: Path, slug: str, layout: str) -> Path:
-    """Where the rehearsal attached a demo notebook's outputs."""
-    return rehearsal.mount_path(inputs, slug, layout, "notebooks", USER)
 
 
 def _terminal(text: str) -> None:

@@ -148,10 +148,19 @@ def rehearse(out: Path, profile: twins.Profile = twins.REHEARSAL, data: Data = D
         record[slug] = {"hash": digest, "seconds": round(result["seconds"], 1)}
         record_path.write_text(json.dumps(record, indent=2) + "\n")
         part = " part {}/{}".format(*kernel["part"]) if "part" in kernel else ""
-        echo(f"[{number}/{len(order)}] {slug}{part}: {result['seconds']:.0f} s, outputs checked: "
-             + ", ".join(checked))
+        echo(f"[{number}/{len(order)}] {slug}{part}: {result['seconds']:.0f} s, outputs checked: {_files(checked)}")
     rounds = score_rounds(config, order, out, inputs, layout, data)
     return {"config": config, "inputs": inputs, "rounds": rounds, "order": order, "seconds": time.time() - started}
+
+
+def _files(names: list[str]) -> str:
+    """"run/{a, b}, c": file names grouped by their folder."""
+    folders: dict[str, list[str]] = {}
+    for name in names:
+        folder, _, file = name.rpartition("/")
+        folders.setdefault(folder, []).append(file)
+    return ", ".join(f"{folder}/{{{', '.join(files)}}}" if folder else ", ".join(files)
+                     for folder, files in folders.items())
 
 
 def _with_sources(config: dict, chosen: list[dict]) -> list[dict]:

@@ -49,7 +49,10 @@ def unfinished(kernel: dict, folder: Path) -> str:
     parameters = kernel["parameters"]
     if not Path(kernel["source"]).name.startswith("train_") or not settings.is_last_part(kernel):
         return ""
-    run = checkpoint.read_run(Path(folder) / f"{parameters['PRESET']}-fold{parameters['FOLD']}")
+    try:
+        run = checkpoint.read_run(Path(folder) / f"{parameters['PRESET']}-fold{parameters['FOLD']}")
+    except ValueError as error:
+        return f"it cannot say that its run finished: {error}"
     if run["finished"]:
         return ""
     return f"its run reached epoch {run['epochs_done']} of {run['epochs']} and stopped ({run['stopped']})"

@@ -224,6 +224,7 @@ def load(path: Path = SETTINGS, parts_of=None) -> dict:
         source = KERNELS / str(kernel["source"])
         if not kernel["source"] or not source.is_file():
             raise SettingsError(f"{path}: kernel {title!r}: source file {source} not found")
+    check_finetunes(kernels, path)
     for kernel in kernels:
         if "models" in kernel:
             kernel["kernels"] = kernel["kernels"] + [f"{{user}}/{k['slug']}" for k in attached(kernels, kernel)]
@@ -241,18 +242,10 @@ def check_matrix(kernels: list[dict], path: Path = SETTINGS) -> None:
     under an input the kernel does not attach; a later round that does not fine-tune from the previous
     round's kernel of its preset and fold; a tuning or submission kernel whose classifiers did not hold out
     the images its segmenters held out (``gate_folds``)."""
+    check_finetunes(kernels, path)
     position = {k["slug"]: n for n, k in enumerate(kernels)}
     for number, kernel in enumerate(kernels):
-        name = f"{path}: kernel {kernel['title']!r}" + (f" (round {kernel['round']})" if "round" in kernel else "")
-        init = str(kernel["parameters"].get("INIT_FROM", "")).split("/", 1)[0]
-        if kernel.get("finetunes"):
-            source = kernels[position[init]] if init in position else None
-            if source is None or (source.get("round"), source.get("preset"), source.get("fold")) != (
-                    kernel["round"] - 1, kernel["preset"], kernel["fold"]):
-                raise SettingsError(f"{name} fine-tunes from {init!r}, which is not a round {kernel['round'] - 1} "
-                                    f"kernel of {kernel['preset']} fold {kernel['fold']}"
-                                    + ("" if source else " (kernels.json defines no such kernel: is the previous "
-                                       "round in the group's rounds?)"))
+        name = _name(kernel, path)
         for source in kernel["kernels"]:
             slug = source.split("/", 1)[-1]
             if slug not in position:
@@ -269,6 +262,26 @@ def check_matrix(kernels: list[dict], path: Path = SETTINGS) -> None:
                                     "the kernel does not attach")
         if "models" in kernel:
             gate_folds(kernels, kernel, name)
+
+
+def _name(kernel: dict, path: Path) -> str:
+    return f"{path}: kernel {kernel['title']!r}" + (f" (round {kernel['round']})" if "round" in kernel else "")
+
+
+def check_finetunes(kernels: list[dict], path: Path = SETTINGS) -> None:
+    """Every later round that fine-tunes starts from the previous round's kernel of its preset and fold."""
+    by_slug = {k["slug"]: k for k in kernels}
+    for kernel in kernels:
+        if not kernel.get("finetunes"):
+            continue
+        init = str(kernel["parameters"].get("INIT_FROM", "")).split("/", 1)[0]
+        source = by_slug.get(init)
+        if source is None or (source.get("round"), source.get("preset"), source.get("fold")) != (
+                kernel["round"] - 1, kernel["preset"], kernel["fold"]):
+            raise SettingsError(f"{_name(kernel, path)} fine-tunes from {init!r}, which is not a round "
+                                f"{kernel['round'] - 1} kernel of {kernel['preset']} fold {kernel['fold']}"
+                                + ("" if source else " (kernels.json defines no such kernel: is the previous "
+                                   "round in the group's rounds?)"))
 
 
 def gate_folds(kernels: list[dict], kernel: dict, name: str = "") -> list[int]:

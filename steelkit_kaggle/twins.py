@@ -44,6 +44,7 @@ class Profile:
                                   "decoder_channels=64,32,16,16,8")
     train_images: int = 0  # 0: the competition's every image; else a subset (the rehearsal on Kaggle's data)
     encoder_weights: bool = True  # attach the staged (random) twin encoder weights
+    tta: tuple[str, ...] = ()  # the tuning and submission kernels' TTA; () = kernels.json's
     presets: tuple[str, ...] = ()
     folds: tuple[int, ...] = ()
     rounds: tuple[int, ...] = ()
@@ -52,8 +53,9 @@ class Profile:
 
 # every kernel of kernels.json, offline: one twin split into two parts (seg-unet-effb3: 3 epochs, 2 a session)
 REHEARSAL = Profile("rehearsal", epochs_of={"seg-unet-effb3": 3})
-# the same, as CPU kernels on Kaggle, training on a subset of the real images (no encoder weights dataset)
-KAGGLE = Profile("kaggle", epochs_of={"seg-unet-effb3": 3}, train_images=400, encoder_weights=False)
+# the same, as CPU kernels on Kaggle, training on a subset of the real images (no encoder weights dataset); the
+# submission predicts all 5,506 real test images with ten twins on Kaggle's CPUs, so without TTA
+KAGGLE = Profile("kaggle", epochs_of={"seg-unet-effb3": 3}, train_images=400, encoder_weights=False, tta=("none",))
 
 
 def twin_title(text: str) -> str:
@@ -106,6 +108,8 @@ def twin_group(group: dict, profile: Profile) -> list[dict]:
         group["datasets"] = [d for d in group.get("datasets", []) if not d.endswith(f"/{WEIGHTS_DATASET}")]
         group["parameters"].pop("ENCODER_WEIGHTS", None)
     if "presets" not in group:
+        if profile.tta and "models" in group:
+            group["parameters"]["TTA"] = list(profile.tta)
         return [group]
     twins = []
     for preset_name in group["presets"]:

@@ -50,7 +50,7 @@ def test_one_source_builds_several_kernels_with_their_parameters(built):
 
 
 def test_kernels_can_attach_kaggle_models():
-    kernel = {**settings.find(CONFIG, "steelkit-demo-submission"), "model_sources": ["{user}/steelkit/pyTorch/v1/2"]}
+    kernel = {**settings.find(CONFIG, "steelkit-r2-submission"), "model_sources": ["{user}/steelkit/pyTorch/v1/2"]}
     assert notebooks.metadata(kernel, CONFIG, "alice")["model_sources"] == ["alice/steelkit/pyTorch/v1/2"]
 
 

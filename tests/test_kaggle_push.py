@@ -48,7 +48,9 @@ class FakeKaggle(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (http.server's naming): an output file's download
         slug, name = self.path.split("/files/", 1)[1].split("/", 1)
-        self.reply(FakeKaggle.extra.get(slug, {}).get(name, f"{slug}/{name}").encode(), "application/octet-stream")
+        default = json.dumps({"finished": True, "epochs_done": 30, "epochs": 30, "stopped": ""}) \
+            if name.endswith("/run.json") else f"{slug}/{name}"  # a training run that finished
+        self.reply(FakeKaggle.extra.get(slug, {}).get(name, default).encode(), "application/octet-stream")
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
@@ -109,6 +111,8 @@ def kaggle_api(tmp_path, flops_cache):
         setattr(FakeKaggle, name, [])
     for name in ("replies", "statuses", "runs", "versions", "quota", "missing", "extra"):
         setattr(FakeKaggle, name, {})
+    FakeKaggle.quota = {"quotaRefreshTime": "2026-12-05T00:00:00.000Z",  # a fresh week: 30 h left
+                        "gpuQuota": {"timeUsed": "0s", "totalTimeAllowed": "108000s"}}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeKaggle)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_") and k.lower() not in
@@ -138,10 +142,10 @@ def _pushed() -> list[str]:
     return [body["slug"].split("/")[-1] for path, body in FakeKaggle.received if path.endswith("/SaveKernel")]
 
 
-# one kernel of every kind the matrix makes: CPU and GPU, kernel sources, a later round, tuning, submission
+# one kernel of every kind the matrix makes: kernel sources, a later round, tuning, submission
 KINDS = ["steelkit-r2-train-seg-fpn-effb3-dice-fold-0", "steelkit-r0-train-seg-fpn-effb3-fold-0",
-         "steelkit-r0-tune-thresholds", "steelkit-r1-submission", "steelkit-demo-submission-round-2",
-         "steelkit-demo-train-classifier"]
+         "steelkit-r0-tune-thresholds", "steelkit-r1-submission", "steelkit-r2-submission",
+         "steelkit-r1-train-cls-effb1-fold-0"]
 
 
 def test_kernels_of_every_kind_are_pushed_in_dependency_order_with_honest_metadata(kaggle_api):
@@ -169,41 +173,38 @@ def test_kernels_of_every_kind_are_pushed_in_dependency_order_with_honest_metada
 
 
 def test_a_rejected_push_stops_with_the_kernel_named_and_the_cli_quoted(kaggle_api):
-    FakeKaggle.replies["steelkit-demo-train-segmenter"] = {"error": "Notebook title is already in use"}
-    done = push(kaggle_api, "steelkit-demo-train-classifier", "steelkit-demo-train-segmenter",
-                "steelkit-demo-submission")
+    FakeKaggle.replies[CHAIN[1]] = {"error": "Notebook title is already in use"}
+    done = push(kaggle_api, *CHAIN)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "alice/steelkit-demo-train-segmenter: the push failed" in done.stderr
+    assert f"alice/{CHAIN[1]}: the push failed" in done.stderr
     assert "Kernel push error: Notebook title is already in use" in done.stderr
-    assert "steelkit-demo-submission" not in _pushed()
+    assert CHAIN[2] not in _pushed()
 
 
 def test_invalid_sources_are_a_failed_push(kaggle_api):
-    FakeKaggle.replies["steelkit-demo-train-classifier"] = {"invalidDatasetSources": ["alice/steelkit-wheels"]}
-    done = push(kaggle_api, "steelkit-demo-train-classifier")
+    FakeKaggle.replies[CHAIN[0]] = {"invalidDatasetSources": ["alice/steelkit-wheels"]}
+    done = push(kaggle_api, CHAIN[0])
     assert done.returncode == 1
     assert "The following are not valid dataset sources" in done.stderr and "alice/steelkit-wheels" in done.stderr
 
 
 def test_wait_pushes_dependents_only_after_their_sources_complete(kaggle_api):
-    FakeKaggle.statuses["steelkit-demo-train-classifier"] = ["QUEUED", "RUNNING", "RUNNING", "COMPLETE"]
-    done = push(kaggle_api, "--wait", "steelkit-demo-train-classifier", "steelkit-demo-train-segmenter",
-                "steelkit-demo-submission")
+    FakeKaggle.statuses[CHAIN[0]] = ["QUEUED", "RUNNING", "RUNNING", "COMPLETE"]
+    done = push(kaggle_api, "--wait", *CHAIN)
     assert done.returncode == 0, done.stdout + done.stderr
     calls = [(path.rsplit("/", 1)[1], body.get("kernelSlug") or body.get("slug", "").split("/")[-1])
              for path, body in FakeKaggle.received]
-    polls = [i for i, call in enumerate(calls) if call == ("GetKernelSessionStatus", "steelkit-demo-train-classifier")]
-    assert len(polls) == 4 and calls.index(("SaveKernel", "steelkit-demo-submission")) > polls[-1]
-    assert "alice/steelkit-demo-train-classifier: RUNNING" in done.stdout
+    polls = [i for i, call in enumerate(calls) if call == ("GetKernelSessionStatus", CHAIN[0])]
+    assert len(polls) == 4 and calls.index(("SaveKernel", CHAIN[2])) > polls[-1]
+    assert f"alice/{CHAIN[0]}: RUNNING" in done.stdout
 
 
 def test_wait_stops_on_a_run_that_ends_in_error(kaggle_api):
-    FakeKaggle.statuses["steelkit-demo-train-segmenter"] = ["RUNNING", "ERROR"]
-    done = push(kaggle_api, "--wait", "steelkit-demo-train-classifier", "steelkit-demo-train-segmenter",
-                "steelkit-demo-submission")
+    FakeKaggle.statuses[CHAIN[1]] = ["RUNNING", "ERROR"]
+    done = push(kaggle_api, "--wait", *CHAIN)
     assert done.returncode == 1
-    assert "alice/steelkit-demo-train-segmenter ended in ERROR: CUDA out of memory" in done.stderr
-    assert "steelkit-demo-submission" not in _pushed()
+    assert f"alice/{CHAIN[1]} ended in ERROR: CUDA out of memory" in done.stderr
+    assert CHAIN[2] not in _pushed()
 
 
 def test_gpu_kernels_the_weekly_quota_cannot_hold_are_refused(kaggle_api):
@@ -217,7 +218,7 @@ def test_gpu_kernels_the_weekly_quota_cannot_hold_are_refused(kaggle_api):
     assert done.returncode == 0 and _pushed() == ["steelkit-r0-train-seg-unet-effb3-fold-0"]
 
 
-CHAIN = ["steelkit-demo-train-classifier", "steelkit-demo-train-segmenter", "steelkit-demo-submission"]
+CHAIN = ["steelkit-r0-train-cls-effb1-fold-0", "steelkit-r0-train-seg-fpn-effb3-fold-0", "steelkit-r0-tune-thresholds"]
 
 
 def _record(env) -> dict:
@@ -286,8 +287,8 @@ def test_an_interrupted_chain_resumes_without_pushing_a_complete_kernel_twice(ka
     assert again.returncode == 0 and _pushed() == CHAIN, "a finished chain is not pushed again"
 
     raw = json.loads(settings.SETTINGS.read_text())  # the segmenter's source changes: it and its dependent go again
-    next(g for g in raw["groups"] if g["title"] == "steelkit demo train segmenter")["parameters"]["OVERRIDES"] = \
-        ["epochs=2"]
+    next(g for g in raw["groups"] if g.get("presets") == ["seg-fpn-effb3"] and 0 in g["folds"])["parameters"][
+        "OVERRIDES"] = ["epochs=2"]
     (tmp_path / "kernels.json").write_text(json.dumps(raw))
     changed = push(kaggle_api, "--wait", "--settings", str(tmp_path / "kernels.json"), *CHAIN)
     assert changed.returncode == 0, changed.stdout + changed.stderr
@@ -300,19 +301,19 @@ def test_an_interrupted_chain_resumes_without_pushing_a_complete_kernel_twice(ka
 def test_outputs_come_home_checked_and_a_missing_file_is_named(kaggle_api):
     done = push(kaggle_api, "--wait", CHAIN[1])
     assert done.returncode == 0, done.stdout + done.stderr
-    run = Path(kaggle_api["HOME"]) / "runs" / CHAIN[1] / "seg-tiny-fold0"
+    run = Path(kaggle_api["HOME"]) / "runs" / CHAIN[1] / "seg-fpn-effb3-fold0"
     for name in ("recipe.json", "best.pt", "last.pt", "metrics.csv", "oof.npz"):
-        assert (run / name).read_text() == f"{CHAIN[1]}/seg-tiny-fold0/{name}"
+        assert (run / name).read_text() == f"{CHAIN[1]}/seg-fpn-effb3-fold0/{name}"
     assert _record(kaggle_api)[CHAIN[1]]["fetched"] == str(run.parent)
-    FakeKaggle.missing[CHAIN[1]] = ["seg-tiny-fold0/oof.npz"]
+    FakeKaggle.missing[CHAIN[1]] = ["seg-fpn-effb3-fold0/oof.npz"]
     fetched = command(kaggle_api, "fetch", CHAIN[1])
     assert fetched.returncode == 1 and "Traceback" not in fetched.stderr
-    assert "its output lacks seg-tiny-fold0/oof.npz" in fetched.stderr
+    assert "its output lacks seg-fpn-effb3-fold0/oof.npz" in fetched.stderr
     assert (run / "oof.npz").is_file(), "the earlier complete download is kept"
 
 
 def test_submit_waits_for_the_score_and_writes_the_ledger_with_the_local_cv(kaggle_api):
-    slug = "steelkit-demo-submission"
+    slug = "steelkit-r0-submission"
     never = command(kaggle_api, "submit", slug)
     assert never.returncode == 2 and "it was never pushed" in never.stderr and "Traceback" not in never.stderr
     FakeKaggle.extra[slug] = {"cv.json": json.dumps({"mean": 0.87654, "per_class": [0.9, 0.8, 0.85, 0.95],
@@ -331,12 +332,13 @@ def test_submit_waits_for_the_score_and_writes_the_ledger_with_the_local_cv(kagg
     sent = FakeKaggle.submitted[0]
     assert sent["kernelSlug"] == slug and sent["kernelVersion"] == 2
     assert sent["competitionName"] == paths.COMPETITION_SLUG
-    assert sent["description"] == f"steelkit {slug} v2: cls-tiny, seg-tiny; local CV 0.87654"
+    assert sent["description"] == (f"steelkit {slug} v2: 3 x cls-effb1, cls-r34, seg-unet-effb3, "
+                                   "3 x seg-fpn-effb3-dice, 2 x seg-fpn-effb3; local CV 0.87654")
     ledger = pd.read_csv(Path(kaggle_api["HOME"]) / "build" / "submissions.csv", dtype=str, keep_default_na=False)
     row = ledger.iloc[0]
     assert (row["ref"], row["version"], row["status"], row["public"], row["private"], row["cv"]) == \
         ("1000", "2", "COMPLETE", "0.91234", "0.90012", "0.87654")
-    assert row["cv_class_2"] == "0.80000" and "seg-tiny/fold0" in row["members"]
+    assert row["cv_class_2"] == "0.80000" and "seg-unet-effb3/fold0" in row["members"]
 
     FakeKaggle.scoring = ["PENDING", "ERROR"]
     failed = command(kaggle_api, "submit", slug, "-m", "second try", "--poll-seconds", "0.05")
@@ -363,3 +365,42 @@ def test_a_changed_submissions_format_is_an_error_not_a_wrong_score(monkeypatch)
     monkeypatch.setattr(push_module, "_run", lambda args, timeout=0: (0, "ref,date,score\n7,2026-12-01,0.9"))
     with pytest.raises(push_module.PushError, match="its format changed"):
         submit.submissions("c")
+
+
+def test_a_stopped_training_run_is_not_done_and_nothing_starts_on_it(kaggle_api):
+    stopped = {"finished": False, "epochs_done": 20, "epochs": 30,
+               "stopped": "cls-effb1 fold 0: stopped before epoch 21 of 30 (12.0 min of the 11.50 h time limit left)"}
+    FakeKaggle.extra[CHAIN[0]] = {"cls-effb1-fold0/run.json": json.dumps(stopped)}
+    done = push(kaggle_api, "--wait", *CHAIN)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert f"alice/{CHAIN[0]}: its run reached epoch 20 of 30 and stopped (cls-effb1 fold 0: stopped before" \
+        in done.stderr and "nothing that attaches it starts on an unfinished model" in done.stderr
+    assert _pushed() == [CHAIN[0]], "its dependents (and what came after it) were not pushed"
+    assert _record(kaggle_api)[CHAIN[0]]["unfinished"].startswith("its run reached epoch 20 of 30")
+    again = push(kaggle_api, "--wait", *CHAIN)
+    assert again.returncode == 1 and _pushed() == [CHAIN[0]] and "reached epoch 20 of 30" in again.stderr
+    status = command(kaggle_api, "status")
+    assert f"{CHAIN[0]:<46} STOPPED" in status.stdout and "reached epoch 20 of 30" in status.stdout
+    fetched = command(kaggle_api, "fetch", CHAIN[0])
+    assert fetched.returncode == 1 and "reached epoch 20 of 30" in fetched.stderr
+    FakeKaggle.extra[CHAIN[0]] = {}  # given more time, the forced run finishes: the chain goes on
+    forced = push(kaggle_api, "--wait", "--force", CHAIN[0], *CHAIN)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert _pushed() == [CHAIN[0], *CHAIN] and "unfinished" not in _record(kaggle_api)[CHAIN[0]]
+
+
+def test_the_rehearsal_goes_to_kaggle_as_cpu_kernels_of_their_own_on_a_subset_of_the_images(kaggle_api):
+    done = push(kaggle_api, "--rehearsal", "steelkit-r0-train-cls-effb1-fold-0", "steelkit-r0-train-seg-unet-effb3-fold-0",
+                "rehearse-r0-train-seg-unet-effb3-fold-0-part-2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _pushed() == ["rehearse-r0-train-cls-effb1-fold-0", "rehearse-r0-train-seg-unet-effb3-fold-0",
+                         "rehearse-r0-train-seg-unet-effb3-fold-0-part-2"]
+    assert not any(path.endswith("GetAcceleratorQuotaStatistics") for path, _ in FakeKaggle.received), \
+        "no GPU hours: the quota is not asked"
+    for path, request in FakeKaggle.received:
+        if path.endswith("/SaveKernel"):
+            assert request.get("enableGpu") is False and request.get("machineShape") is None
+            assert request.get("datasetDataSources") == ["alice/steelkit-wheels"]
+            assert "train_images=400" in request["text"] and "'encoder=efficientnet-b0'" in request["text"]
+    plan_text = command(kaggle_api, "plan", "--rehearsal")
+    assert plan_text.returncode == 0 and "total: 0.0 GPU hours for 40 kernels" in plan_text.stdout

@@ -44,7 +44,7 @@ def test_a_training_notebook_installs_the_attached_wheels_trains_on_two_processe
     inputs.mkdir()
     (inputs / paths.COMPETITION_SLUG).symlink_to(mini)
     rehearsal.attach(inputs, "steelkit-wheels", wheels_dataset, layout="owner", owner="alice")  # the new layout
-    kernel = _kernel("steelkit-demo-train-segmenter", OVERRIDES=["epochs=1", "n_folds=3", "batch_size=4",
+    kernel = _kernel("steelkit-r0-train-seg-unet-effb3-fold-0", PRESET="seg-tiny", ENCODER_WEIGHTS="", OVERRIDES=["epochs=1", "n_folds=3", "batch_size=4",
                                                                   "effective_batch=8"], GPUS=2, DEVICE="cpu")
     printed = []
     result = rehearsal.run(notebooks.build(kernel, CONFIG, "alice", tmp_path / "build"), inputs,
@@ -66,7 +66,7 @@ def test_without_the_wheels_the_notebook_fails_naming_the_missing_packages(mini,
     inputs = tmp_path / "input"
     inputs.mkdir()
     (inputs / paths.COMPETITION_SLUG).symlink_to(mini)
-    folder = notebooks.build(_kernel("steelkit-demo-train-classifier"), CONFIG, "alice", tmp_path / "build")
+    folder = notebooks.build(_kernel("steelkit-r0-train-cls-effb1-fold-0", PRESET="cls-tiny", ENCODER_WEIGHTS=""), CONFIG, "alice", tmp_path / "build")
     with pytest.raises(CellExecutionError) as info:
         rehearsal.run(folder, inputs)
     message = str(info.value)
@@ -81,8 +81,8 @@ def test_the_submission_notebook_runs_offline_where_steelkit_is_not_installed(mi
     (inputs / paths.COMPETITION_SLUG).symlink_to(mini)
     shutil.copytree(trained, inputs / "models")
     rehearsal.attach(inputs, "steelkit-wheels", wheels_dataset)
-    kernel = _kernel("steelkit-demo-submission", MODELS=["models"], TTA=["none", "hflip"], PSEUDO_ROUND=1,
-                     PICTURES=2)
+    kernel = _kernel("steelkit-r0-submission", MODELS=["models"], TTA=["none", "hflip"], PSEUDO_ROUND=1,
+                     PICTURES=2, INFERENCE_CONFIG="")
     folder = notebooks.build(kernel, CONFIG, "alice", tmp_path / "build", echo=lambda line: None)
     assert subprocess.run([str(image.python()), "-c", "import steelkit"], cwd=tmp_path).returncode != 0
     result = rehearsal.run(folder, inputs)

@@ -34,7 +34,7 @@ def test_the_matrix_expands_to_three_rounds_of_the_seeds_ensemble():
     assert sorted(p for p in presets if p.startswith("cls-")) == ["cls-effb1"] * 3 + ["cls-r34"]
     assert all(s.split("/")[-1].startswith(("steelkit-r2-train-", "steelkit-r2-tune")) for s in final["kernels"])
     assert final["parameters"]["PSEUDO_ROUND"] == 0, "the final submission writes no labels"
-    assert "steelkit-demo-submission-round-2" in slugs and len(slugs) == len(set(slugs))
+    assert "steelkit-r2-submission" in slugs and len(slugs) == len(set(slugs))
     for kernel in CONFIG["kernels"]:
         assert 5 <= len(kernel["title"]) <= 50
 
@@ -81,9 +81,58 @@ def test_a_round_that_attaches_a_round_that_does_not_exist_is_named(tmp_path):
     raw = json.loads(settings.SETTINGS.read_text())
     raw["groups"][0]["rounds"] = [1, 2]  # round 1 fine-tunes round 0's model, which is no longer there
     (tmp_path / "k.json").write_text(json.dumps(raw))
-    with pytest.raises(settings.SettingsError, match=r"\(round 1\) attaches .*steelkit-r0-train-cls-effb1-fold-0"
-                                                     r".*round that does not exist"):
+    with pytest.raises(settings.SettingsError, match=r"\(round 1\) fine-tunes from 'steelkit-r0-train-cls-effb1-fold-0'"
+                                                     r".*defines no such kernel"):
         settings.load(tmp_path / "k.json")
+
+
+def _load_changed(tmp_path, change):
+    raw = json.loads(settings.SETTINGS.read_text())
+    change(raw["groups"])
+    (tmp_path / "k.json").write_text(json.dumps(raw))
+    return settings.load(tmp_path / "k.json")
+
+
+def _tuning(groups):
+    return next(g for g in groups if g["source"] == "tune.py")
+
+
+def test_a_tuning_kernel_whose_classifiers_miss_its_segmenters_folds_is_refused(tmp_path):
+    config = _load_changed(tmp_path, lambda groups: None)
+    tuning = settings.find(config, "steelkit-r0-tune-thresholds")
+    assert settings.gate_folds(config["kernels"], tuning) == [0, 1, 2], "kernels.json tunes the gate on folds 0-2"
+    with pytest.raises(settings.SettingsError, match=r"tune thresholds' \(round 0\): its segmenters hold out folds "
+                                                     r"\[0, 1, 2, 3, 4\], its classifiers only \[0, 1, 2\]"):
+        _load_changed(tmp_path, lambda groups: _tuning(groups).pop("gate"))
+    with pytest.raises(settings.SettingsError, match="no image has both, so the class gate cannot be tuned"):
+        _load_changed(tmp_path, lambda groups: _tuning(groups).update(
+            models=[{"preset": "cls-effb1"}, {"preset": "seg-fpn-effb3", "folds": [3, 4]}]))
+
+
+def test_an_attachment_to_a_kernel_that_comes_later_is_refused(tmp_path):
+    with pytest.raises(settings.SettingsError, match=r"r0 train cls-effb1 fold 0' \(round 0\) attaches "
+                                                     r"steelkit-r1-submission, which comes after it"):
+        _load_changed(tmp_path, lambda groups: groups[0].update(kernels=["{user}/steelkit-r1-submission"]))
+
+
+def test_a_later_round_that_fine_tunes_from_another_preset_is_refused(tmp_path):
+    def change(groups):  # round 1 of cls-r34 fine-tunes from the previous round's kernel, which it renames
+        groups[1]["later_rounds"] = {**groups[1]["later_rounds"], "mode": "finetune"}
+        groups[1]["title"] = "steelkit r{round} train {preset} fold {fold} x"
+        groups[1]["kernels"] = []
+    config = _load_changed(tmp_path, change)
+    kernel = settings.find(config, "steelkit r1 train cls-r34 fold 0 x")
+    kernel["parameters"]["INIT_FROM"] = "steelkit-r0-train-cls-effb1-fold-0/cls-effb1-fold0"
+    with pytest.raises(settings.SettingsError, match="fine-tunes from 'steelkit-r0-train-cls-effb1-fold-0', which is "
+                                                     "not a round 0 kernel of cls-r34 fold 0"):
+        settings.check_matrix(config["kernels"])
+
+
+def test_a_path_parameter_under_an_input_not_attached_is_refused(tmp_path):
+    with pytest.raises(settings.SettingsError, match="INFERENCE_CONFIG 'steelkit-r9-tune/inference.json' is under "
+                                                     "'steelkit-r9-tune', which the kernel does not attach"):
+        _load_changed(tmp_path, lambda groups: next(g for g in groups if g["source"] == "submission.py")[
+            "parameters"].update(INFERENCE_CONFIG="steelkit-r9-tune/inference.json"))
 
 
 def test_a_kernel_in_parts_chains_them_and_the_rest_attach_the_last(tmp_path):
@@ -96,7 +145,8 @@ def test_a_kernel_in_parts_chains_them_and_the_rest_attach_the_last(tmp_path):
     assert first["parameters"]["EPOCHS_NOW"] == 10 and third["parameters"]["EPOCHS_NOW"] is None
     assert second["parameters"]["RESUME_FROM"] == first["slug"] and "{user}/" + first["slug"] in second["kernels"]
     assert third["parameters"]["RESUME_FROM"] == second["slug"] and third["title"].endswith("part 3")
-    assert settings.outputs(first) == [f"cls-effb1-fold0/{n}" for n in ("recipe.json", "last.pt", "metrics.csv")]
+    assert settings.outputs(first) == [f"cls-effb1-fold0/{n}" for n in ("recipe.json", "last.pt", "metrics.csv",
+                                                                     "run.json")]
     assert "cls-effb1-fold0/oof.npz" in settings.outputs(third)
     tuning = settings.find(config, "steelkit-r0-tune-thresholds")
     assert "{user}/" + third["slug"] in tuning["kernels"] and "{user}/" + first["slug"] not in tuning["kernels"]

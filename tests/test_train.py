@@ -44,6 +44,10 @@ def test_resume_ends_with_the_same_weights(mini, tmp_path):
     train.train(recipe, mini, tmp_path / "whole", device="cpu")
     first = train.train(recipe, mini, tmp_path / "split", epochs_now=1, device="cpu")
     assert first["epochs_done"] == 1 and len(pd.read_csv(tmp_path / "split" / "metrics.csv")) == 1
+    stopped = checkpoint.read_run(tmp_path / "split")
+    assert (stopped["finished"], stopped["epochs_done"], stopped["epochs"]) == (False, 1, 2)
+    assert "stopped after epoch 1 of 2 (epochs_now 1" in stopped["stopped"]
+    assert checkpoint.read_run(tmp_path / "whole") == {"finished": True, "epochs_done": 2, "epochs": 2, "stopped": ""}
     with pytest.raises(FileExistsError, match="--resume"):
         train.train(recipe, mini, tmp_path / "split", device="cpu")
     train.train(recipe, mini, tmp_path / "split", resume=True, device="cpu")
@@ -54,6 +58,26 @@ def test_resume_ends_with_the_same_weights(mini, tmp_path):
         torch.testing.assert_close(split["model"][key], value, rtol=0, atol=0, msg=key)
     assert pd.read_csv(tmp_path / "split" / "metrics.csv")["train_loss"].tolist() == \
         pytest.approx(pd.read_csv(tmp_path / "whole" / "metrics.csv")["train_loss"].tolist())
+    assert checkpoint.read_run(tmp_path / "split")["finished"], "the resumed run says it finished"
+
+
+def test_a_last_pt_saved_on_the_cpu_resumes_with_amp_enabled(mini, tmp_path):
+    recipe = _tiny("cls-tiny", epochs=1, n_folds=3, batch_size=4, effective_batch=4)
+    train.train(recipe, mini, tmp_path / "cpu", device="cpu")
+    saved = checkpoint.load_state(tmp_path / "cpu" / "last.pt")["scaler"]
+    assert saved == {}, "a disabled scaler (AMP off on the CPU) saves nothing"
+    amp = torch.amp.GradScaler("cpu", enabled=True)  # as on CUDA with AMP: an enabled scaler
+    with pytest.raises(RuntimeError, match="empty"):
+        amp.load_state_dict(saved)  # what resuming did before: torch refuses the empty state
+    train.resume_scaler(amp, saved)
+    assert amp.get_scale() == torch.amp.GradScaler("cpu", enabled=True).get_scale(), "a fresh scale"
+    used = torch.amp.GradScaler("cpu", init_scale=4096.0).state_dict()  # an AMP run's scaler, as CUDA saves it
+    disabled = torch.amp.GradScaler("cpu", enabled=False)  # resumed on the CPU: ignored
+    train.resume_scaler(disabled, used)
+    assert not disabled.is_enabled()
+    again = torch.amp.GradScaler("cpu", enabled=True)  # resumed with AMP: its scale kept
+    train.resume_scaler(again, used)
+    assert again.get_scale() == 4096.0
 
 
 def test_a_run_with_the_image_cache_equals_one_without_and_so_does_its_submission(mini, tmp_path, capsys,
