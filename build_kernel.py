@@ -28,7 +28,21 @@ import os
 import sys
 from pathlib import Path
 
-from steelkit_kaggle import campaign, demo, dress_rehearsal, fetch, notebooks, plan, push, rehearsal, report, settings, staging, submit, twins
+from steelkit_kaggle import (
+    campaign,
+    demo,
+    dress_rehearsal,
+    fetch,
+    notebooks,
+    plan,
+    push,
+    rehearsal,
+    report,
+    settings,
+    staging,
+    submit,
+    twins,
+)
 
 ROOT = Path(__file__).resolve().parent
 

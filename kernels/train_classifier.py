@@ -10,8 +10,8 @@
 # # steelkit: train a classifier
 # One fold of one classifier preset of the winning Severstal recipe (is class k present?).
 # The output folder (checkpoints, recipe, metrics, out-of-fold probabilities) is this notebook's output:
-# attach it to the submission notebook. Re-running with `RESUME = True` on an attached earlier output
-# continues an interrupted run.
+# attach it to the submission notebook. `RESUME_FROM` naming an attached earlier output of this notebook
+# continues an interrupted run (build_kernel.py makes such parts of a kernel longer than a session).
 
 # %% tags=["parameters"]
 import time

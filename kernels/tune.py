@@ -8,8 +8,8 @@
 
 # %% [markdown]
 # # steelkit: tune the ensemble's thresholds at full resolution
-# Every out-of-fold training image is predicted again by the segmenters that held it out, with the
-# submission's TTA, at full resolution; their maps are averaged as the submission averages its ensemble, and
+# Every out-of-fold training image that the classifiers held out too (the class gate needs their probabilities)
+# is predicted again by the segmenters that held it out, with the submission's TTA, at full resolution; their maps are averaged as the submission averages its ensemble, and
 # the threshold search scores exactly what the submission will keep. It writes `inference.json` (attach it
 # to the submission, `INFERENCE_CONFIG`), `cv.json` (the ensemble's local CV) and the search's figure, so
 # that the submission keeps its 60 minutes for the test images.

@@ -71,7 +71,8 @@ def read_run(folder: str | os.PathLike) -> dict:
     try:
         state = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path}: missing; the run never reached its end (or steelkit before run.json made it)") from None
+        raise ValueError(f"{path}: missing; the run never reached its end (or a steelkit before run.json made "
+                         "it)") from None
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: not readable ({error})") from None
     if not isinstance(state, dict) or not {"finished", "epochs_done", "epochs"} <= set(state):

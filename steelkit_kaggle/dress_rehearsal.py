@@ -250,5 +250,6 @@ def main(out: Path, names: list[str] = (), profile: twins.Profile = twins.REHEAR
 
         echo(metric.format_report(final["test"], final["empty"]))
         echo("\nlocal CV beside the hidden test set, per round:\n" + format_rounds(result["rounds"]))
-    echo(f"{len(result['order'])} kernels in {result['seconds'] / 60:.1f} min (twin kernels.json: {out / 'kernels.json'})")
+    echo(f"{len(result['order'])} kernels in {result['seconds'] / 60:.1f} min (the twin's kernels.json: "
+         f"{out / 'kernels.json'})")
     return 0

@@ -59,9 +59,11 @@ def steelkit_cells() -> list:
 # what each source writes to /kaggle/working, for the summary at the top of its notebooks
 WRITES = {
     "train_classifier.py": "`<preset>-fold<k>/`: `recipe.json`, `best.pt`, `last.pt` (resume), `metrics.csv`, "
-                           "`curves.png`, `oof.npz` (out-of-fold probabilities), `folds.csv`",
+                           "`curves.png`, `oof.npz` (out-of-fold probabilities), `folds.csv`, `run.json` "
+                           "(finished, or stopped and why)",
     "train_segmenter.py": "`<preset>-fold<k>/`: `recipe.json`, `best.pt`, `last.pt` (resume), `metrics.csv`, "
-                          "`curves.png`, `oof.npz` (out-of-fold maps), `folds.csv`",
+                          "`curves.png`, `oof.npz` (out-of-fold maps), `folds.csv`, `run.json` (finished, or "
+                          "stopped and why)",
     "submission.py": "`submission.csv` (+ `submission.inference.json`, how it was made), `thresholds.png` when "
                      "it tunes, `pseudo.csv` when `PSEUDO_ROUND` > 0, `overlays/`",
     "tune.py": "`inference.json` (the tuned post-processing, for the submission), `cv.json` (the ensemble's "

@@ -17,8 +17,11 @@ Parts: a kernel longer than a session becomes a chain of parts (``parts``: epoch
 ``load``'s ``parts_of`` says from the budget): part 1 keeps the title, part n is "<title> part n", attaches
 part n-1's output and resumes from it (``RESUME_FROM``); every other kernel attaches the last part.
 
-Checked against Kaggle's limits before anything is built: titles of 5 to 50 characters that slugify to
-unique slugs, existing source files, attached kernels that exist in the matrix.
+Checked before anything is built (``check_matrix``): titles of 5 to 50 characters that slugify to unique
+slugs, existing source files, attached kernels that exist and come earlier (kernels are ordered round by
+round), path parameters under attached inputs, later rounds that fine-tune from the previous round's kernel of
+their preset and fold, and tuning or submission kernels whose classifiers held out their segmenters' folds
+(``gate_folds``; a group's ``"gate": "shared folds"`` accepts tuning the gate on the folds both hold out).
 """
 
 from __future__ import annotations

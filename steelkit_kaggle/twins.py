@@ -86,7 +86,8 @@ def twin_group(group: dict, profile: Profile) -> list[dict]:
     group["gpu"] = profile.gpu
     for key in ("kernels",):
         group[key] = [twin_title(v) for v in group.get(key, [])]
-    group["parameters"] = {k: twin_title(v) if isinstance(v, str) else v for k, v in group.get("parameters", {}).items()}
+    group["parameters"] = {k: twin_title(v) if isinstance(v, str) else v
+                           for k, v in group.get("parameters", {}).items()}
     if "later_rounds" in group:
         group["later_rounds"]["pseudo_labels"] = twin_title(group["later_rounds"]["pseudo_labels"])
         group["later_rounds"].pop("epochs", None)
@@ -122,7 +123,8 @@ def twin_group(group: dict, profile: Profile) -> list[dict]:
         parameters["OVERRIDES"] = [*parameters.get("OVERRIDES", []),
                                    *_recipe_overrides(preset_name, profile, finetune_stage)]
         if "ENCODER_WEIGHTS" in parameters:
-            parameters["ENCODER_WEIGHTS"] = parameters["ENCODER_WEIGHTS"].replace("{encoder}", twin_encoder(preset_name))
+            parameters["ENCODER_WEIGHTS"] = parameters["ENCODER_WEIGHTS"].replace("{encoder}",
+                                                                                  twin_encoder(preset_name))
         if "later_rounds" in twin:  # a later round's fine-tuning: the twin's fine-tuning epochs, no warm-up
             twin["round_parameters"] = {str(r): {"OVERRIDES": parameters["OVERRIDES"] + [
                 f"epochs={profile.finetune_epochs}", "warmup_epochs=0"]}

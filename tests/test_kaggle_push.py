@@ -390,8 +390,8 @@ def test_a_stopped_training_run_is_not_done_and_nothing_starts_on_it(kaggle_api)
 
 
 def test_the_rehearsal_goes_to_kaggle_as_cpu_kernels_of_their_own_on_a_subset_of_the_images(kaggle_api):
-    done = push(kaggle_api, "--rehearsal", "steelkit-r0-train-cls-effb1-fold-0", "steelkit-r0-train-seg-unet-effb3-fold-0",
-                "rehearse-r0-train-seg-unet-effb3-fold-0-part-2")
+    done = push(kaggle_api, "--rehearsal", "steelkit-r0-train-cls-effb1-fold-0",
+                "steelkit-r0-train-seg-unet-effb3-fold-0", "rehearse-r0-train-seg-unet-effb3-fold-0-part-2")
     assert done.returncode == 0, done.stdout + done.stderr
     assert _pushed() == ["rehearse-r0-train-cls-effb1-fold-0", "rehearse-r0-train-seg-unet-effb3-fold-0",
                          "rehearse-r0-train-seg-unet-effb3-fold-0-part-2"]

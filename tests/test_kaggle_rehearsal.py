@@ -44,7 +44,8 @@ def test_a_training_notebook_installs_the_attached_wheels_trains_on_two_processe
     inputs.mkdir()
     (inputs / paths.COMPETITION_SLUG).symlink_to(mini)
     rehearsal.attach(inputs, "steelkit-wheels", wheels_dataset, layout="owner", owner="alice")  # the new layout
-    kernel = _kernel("steelkit-r0-train-seg-unet-effb3-fold-0", PRESET="seg-tiny", ENCODER_WEIGHTS="", OVERRIDES=["epochs=1", "n_folds=3", "batch_size=4",
+    kernel = _kernel("steelkit-r0-train-seg-unet-effb3-fold-0", PRESET="seg-tiny", ENCODER_WEIGHTS="",
+                     OVERRIDES=["epochs=1", "n_folds=3", "batch_size=4",
                                                                   "effective_batch=8"], GPUS=2, DEVICE="cpu")
     printed = []
     result = rehearsal.run(notebooks.build(kernel, CONFIG, "alice", tmp_path / "build"), inputs,
@@ -66,7 +67,8 @@ def test_without_the_wheels_the_notebook_fails_naming_the_missing_packages(mini,
     inputs = tmp_path / "input"
     inputs.mkdir()
     (inputs / paths.COMPETITION_SLUG).symlink_to(mini)
-    folder = notebooks.build(_kernel("steelkit-r0-train-cls-effb1-fold-0", PRESET="cls-tiny", ENCODER_WEIGHTS=""), CONFIG, "alice", tmp_path / "build")
+    kernel = _kernel("steelkit-r0-train-cls-effb1-fold-0", PRESET="cls-tiny", ENCODER_WEIGHTS="")
+    folder = notebooks.build(kernel, CONFIG, "alice", tmp_path / "build")
     with pytest.raises(CellExecutionError) as info:
         rehearsal.run(folder, inputs)
     message = str(info.value)

@@ -73,13 +73,14 @@ def test_the_twin_for_kaggle_is_cpu_kernels_on_a_subset_of_the_real_images(tmp_p
 
 
 def test_twin_titles_rename_the_campaign_and_nothing_else():
-    assert twins.twin_title("steelkit r{round} train {preset} fold {fold}") == "rehearse r{round} train {preset} fold {fold}"
+    assert twins.twin_title("steelkit r{round} train {preset}") == "rehearse r{round} train {preset}"
     assert twins.twin_title("{user}/steelkit-r0-submission") == "{user}/rehearse-r0-submission"
     assert twins.twin_title("steelkit-r{previous}-tune/inference.json") == "rehearse-r{previous}-tune/inference.json"
     assert twins.twin_title("{user}/steelkit-wheels") == "{user}/steelkit-wheels"
 
 
-def test_the_rehearsal_names_a_failing_kernel_and_its_cell_then_goes_on_after_what_completed(local_wheels, tmp_path):
+def test_the_rehearsal_names_a_failing_kernel_and_its_cell_then_goes_on_after_what_completed(
+        local_wheels, tmp_path):  # noqa: F811
     from steelkit_kaggle import dress_rehearsal
 
     data = dress_rehearsal.Data(n_train=20, n_test=4, shape=(64, 320))
