@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from steelkit_kaggle import dress_rehearsal, rehearsal, report, twins
+from steelkit_kaggle import dress_rehearsal, report, twins
 
 USER = dress_rehearsal.USER
 # The demo's sheets carry 0.3 of the real texture: its tiny segmenter, trained from scratch on 90 images for
@@ -70,12 +70,12 @@ def demo(out: Path, layout: str = "slug", wheels_from: Path | None = None, echo=
     shutil.copy2(final / "submission.csv", out / "submission.csv")
     truth, _, _ = read_table(out / dress_rehearsal.TRUTH)
     table, _, _ = read_table(out / "submission.csv")
-    test_images = result["inputs"] / "severstal-steel-defect-detection" / "test_images"
+    test_images = result["data_dir"] / "test_images"
     pictures = overlay.write_overlays(test_images, table, truth, out / "overlays", data.shape)
     echo(f"\nsubmission.csv: {out / 'submission.csv'}; {len(pictures)} overlay pictures (truth thick, "
          f"prediction thin) in {out / 'overlays'}")
     try:  # the page comes after a valid submission: it warns, it never fails the rehearsal
-        page = write_report(out, result, rounds, empty, pictures, time.time() - started, layout)
+        page = write_report(out, result, rounds, empty, pictures, time.time() - started)
         echo(f"report: {page}")
     except Exception as error:  # noqa: BLE001 (matplotlib and file errors alike)
         echo(f"warning: no report page ({type(error).__name__}: {error})")
@@ -83,12 +83,11 @@ def demo(out: Path, layout: str = "slug", wheels_from: Path | None = None, echo=
     return 0
 
 
-def write_report(out: Path, result: dict, rounds: dict, empty: dict, pictures: list[Path], seconds: float,
-                 layout: str) -> Path:
+def write_report(out: Path, result: dict, rounds: dict, empty: dict, pictures: list[Path], seconds: float) -> Path:
     """demo-output/report.html from what the rehearsal's notebooks wrote."""
     import pandas as pd
 
-    outputs = [rehearsal.mount_path(result["inputs"], k["slug"], layout, "notebooks", USER) for k in result["order"]]
+    outputs = [result["outputs"] / k["slug"] for k in result["order"]]
     curves = [p for folder in outputs for p in sorted(folder.rglob("curves.png"))]
     searches = [p for folder in outputs for p in sorted(folder.glob("thresholds.png"))]
     pseudo = {f"round {row['round']}": len(pd.read_csv(row["folder"] / "pseudo.csv")) // 4

@@ -3,9 +3,10 @@ a GPU hour is spent (``build_kernel.py rehearse``; ``make demo`` runs a slice of
 
 The campaign's tiny twin (``twins``) is built kernel by kernel by the code that builds it for a push, and each
 notebook executed in ``.venv-kaggle`` with the network blocked (``rehearsal.run``), in dependency order, on a
-synthetic competition. Each kernel's inputs are mounted where Kaggle mounts them: the wheels dataset, random
-encoder weights of the twin encoders in their real format, and the outputs of the kernels it attaches. Inputs
-are read-only, as /kaggle/input is: a kernel that changes a file under them fails the rehearsal. After each
+synthetic competition. Each kernel gets an input folder of its own, holding what Kaggle would mount for it and
+nothing more, where Kaggle mounts it: the competition, the datasets it attaches (the wheels; random weights of
+the twin encoders in their real format) and the outputs of the kernels it attaches. Inputs are read-only, as
+/kaggle/input is: a kernel that changes a file under them fails the rehearsal. After each
 kernel, the files it must have written are checked (``settings.outputs``) and a training kernel's last part must
 say that its run finished (``run.json``). The final submission is scored against the hidden truth, and every
 round's local CV is printed beside its score on the hidden test set.
@@ -18,6 +19,7 @@ changed or a kernel it attaches ran again.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from steelkit_kaggle import campaign, image, notebooks, rehearsal, settings, sta
 USER = "steelkit-demo"
 RECORD = "rehearsal.json"
 TRUTH = "test_truth.csv"  # kept beside the inputs, never under them: the kernels cannot see it
+OUTPUTS = "outputs"  # <out>/outputs/<slug>: each kernel's output, as Kaggle keeps it for the kernels attaching it
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,8 @@ class RehearsalFailed(RuntimeError):
 
 
 def competition(out: Path, data: Data, echo=print) -> Path:
-    """The synthetic competition under ``<out>/input/`` (made once, reused by a rerun), its test truth moved out
-    of the inputs to ``<out>/test_truth.csv``."""
+    """The synthetic competition in ``<out>/input/`` (made once, reused by a rerun), its test truth moved out
+    of it to ``<out>/test_truth.csv``."""
     from steelkit import paths, synthetic
 
     folder = out / "input" / paths.COMPETITION_SLUG
@@ -105,17 +108,18 @@ def check_outputs(kernel: dict, working: Path) -> list[str]:
 def rehearse(out: Path, profile: twins.Profile = twins.REHEARSAL, data: Data = Data(), names: list[str] = (),
              layout: str = "slug", wheels_from: Path | None = None, echo=print, progress=None) -> dict:
     """Run the twin campaign (the kernels ``names`` and what they attach, else all) in ``out``; returns
-    {"config", "inputs", "rounds" (per submission kernel: local CV, hidden-test score, all-empty), "seconds"}.
-    RehearsalFailed names a failing kernel; a rerun goes on after the last kernel that completed."""
+    {"config", "order", "outputs" (the folder of each kernel's output, by slug), "rounds" (per submission
+    kernel: local CV, hidden-test score, all-empty), "seconds"}. RehearsalFailed names a failing kernel; a
+    rerun goes on after the last kernel that completed."""
     out = Path(out).resolve()
     started = time.time()
     config = twins.load(out, profile)
     chosen = [settings.find(config, twins.twin_title(n)) for n in names] if names else config["kernels"]
     order = settings.push_order(config, _with_sources(config, chosen))
-    inputs = out / "input"
-    read_only(competition(out, data, echo))
+    data_dir = competition(out, data, echo)
     image.ensure(echo=echo)
-    stage_inputs(out, inputs, config, layout, wheels_from, echo)
+    datasets = stage_datasets(out, config, wheels_from, echo)
+    outputs = out / OUTPUTS
     record_path = out / RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     rerun: set[str] = set()
@@ -123,13 +127,13 @@ def rehearse(out: Path, profile: twins.Profile = twins.REHEARSAL, data: Data = D
         slug = kernel["slug"]
         folder = notebooks.build(kernel, config, USER, out / "build", echo=lambda _: None)
         digest = campaign.pushed_hash(folder)
-        mounted = rehearsal.mount_path(inputs, slug, layout, "notebooks", USER)
         sources = {s.split("/", 1)[-1] for s in kernel["kernels"]}
-        if record.get(slug, {}).get("hash") == digest and mounted.is_dir() and not sources & rerun:
+        if record.get(slug, {}).get("hash") == digest and (outputs / slug).is_dir() and not sources & rerun:
             echo(f"[{number}/{len(order)}] {slug}: done before ({record[slug]['seconds']:.0f} s), not run again")
             continue
         rerun.add(slug)
         record.pop(slug, None)
+        inputs = mount(out / "mounts" / slug, kernel, data_dir, datasets, outputs, layout)
         before = snapshot(inputs)
         try:
             result = rehearsal.run(folder, inputs, progress=progress)
@@ -142,15 +146,58 @@ def rehearse(out: Path, profile: twins.Profile = twins.REHEARSAL, data: Data = D
             raise RehearsalFailed(f"{slug} changed its read-only inputs ({changed[0][0]} and {len(changed) - 1} more): "
                                   "/kaggle/input cannot be written on Kaggle")
         checked = check_outputs(kernel, result["working"])
-        _unprotect(mounted)
-        shutil.rmtree(mounted, ignore_errors=True)
-        read_only(rehearsal.attach(inputs, slug, result["working"], layout, "notebooks", USER))
+        _unprotect(outputs / slug)
+        shutil.rmtree(outputs / slug, ignore_errors=True)
+        outputs.mkdir(exist_ok=True)
+        shutil.move(str(result["working"]), outputs / slug)
+        read_only(outputs / slug)
+        _unprotect(inputs)
+        shutil.rmtree(inputs)
         record[slug] = {"hash": digest, "seconds": round(result["seconds"], 1)}
         record_path.write_text(json.dumps(record, indent=2) + "\n")
         part = " part {}/{}".format(*kernel["part"]) if "part" in kernel else ""
         echo(f"[{number}/{len(order)}] {slug}{part}: {result['seconds']:.0f} s, outputs checked: {_files(checked)}")
-    rounds = score_rounds(config, order, out, inputs, layout, data)
-    return {"config": config, "inputs": inputs, "rounds": rounds, "order": order, "seconds": time.time() - started}
+    rounds = score_rounds(order, out, outputs, data)
+    return {"config": config, "order": order, "outputs": outputs, "data_dir": data_dir, "rounds": rounds,
+            "seconds": time.time() - started}
+
+
+def mount(inputs: Path, kernel: dict, data_dir: Path, datasets: dict[str, Path], outputs: Path,
+          layout: str) -> Path:
+    """``inputs`` as /kaggle/input holds it for ``kernel``: the competition, the datasets it attaches and the
+    outputs of the kernels it attaches, nothing else (a kernel that reads all of /kaggle/input sees only these),
+    hard-linked (no copies of the checkpoints) and read-only."""
+    from steelkit import paths
+
+    _unprotect(inputs)
+    shutil.rmtree(inputs, ignore_errors=True)
+    inputs.mkdir(parents=True)
+    _link(data_dir, inputs / paths.COMPETITION_SLUG)
+    for source in kernel["datasets"]:
+        slug = source.split("/", 1)[-1]
+        if slug not in datasets:
+            raise RehearsalFailed(f"{kernel['slug']} attaches the dataset {source}, which the rehearsal does not stage "
+                                  f"(it stages {', '.join(datasets)})")
+        _link(datasets[slug], rehearsal.mount_path(inputs, slug, layout, "datasets", USER))
+    for source in kernel["kernels"]:
+        slug = source.split("/", 1)[-1]
+        if not (outputs / slug).is_dir():
+            raise RehearsalFailed(f"{kernel['slug']} attaches {slug}, which has no output here (not run yet)")
+        _link(outputs / slug, rehearsal.mount_path(inputs, slug, layout, "notebooks", USER))
+    read_only(inputs)
+    return inputs
+
+
+def _link(source: Path, target: Path) -> None:
+    """``source`` at ``target``, its files hard-linked (copied where the file system cannot link)."""
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target, symlinks=True, copy_function=link)
 
 
 def _files(names: list[str]) -> str:
@@ -181,8 +228,8 @@ def _unprotect(folder: Path) -> None:
                 path.chmod(path.stat().st_mode | 0o200)
 
 
-def stage_inputs(out: Path, inputs: Path, config: dict, layout: str, wheels_from: Path | None, echo=print) -> None:
-    """The datasets the twin's kernels attach, staged once and mounted read-only: the wheels, and the twin
+def stage_datasets(out: Path, config: dict, wheels_from: Path | None, echo=print) -> dict[str, Path]:
+    """The datasets the twin's kernels attach, staged once -> {slug: folder}: the wheels, and the twin
     encoders' random weights (where they are attached)."""
     wheels = out / "steelkit-wheels"
     if not (wheels / "dataset-metadata.json").is_file():
@@ -195,13 +242,10 @@ def stage_inputs(out: Path, inputs: Path, config: dict, layout: str, wheels_from
         if not all((weights / f"{e}.safetensors").is_file() for e in encoders):
             staging.stage_random_encoder_weights(weights, USER, encoders, echo=echo)
         datasets[twins.WEIGHTS_DATASET] = weights
-    for slug, folder in datasets.items():
-        mounted = rehearsal.mount_path(inputs, slug, layout, "datasets", USER)
-        if not mounted.is_dir():
-            read_only(rehearsal.attach(inputs, slug, folder, layout, "datasets", USER))
+    return datasets
 
 
-def score_rounds(config: dict, order: list[dict], out: Path, inputs: Path, layout: str, data: Data) -> list[dict]:
+def score_rounds(order: list[dict], out: Path, outputs: Path, data: Data) -> list[dict]:
     """Per submission kernel run: its local CV (cv.json) beside its score on the hidden test set."""
     from steelkit import metric
     from steelkit.competition import read_table
@@ -211,7 +255,7 @@ def score_rounds(config: dict, order: list[dict], out: Path, inputs: Path, layou
     for kernel in order:
         if Path(kernel["source"]).name != "submission.py":
             continue
-        folder = rehearsal.mount_path(inputs, kernel["slug"], layout, "notebooks", USER)
+        folder = outputs / kernel["slug"]
         table, _, _ = read_table(folder / "submission.csv")
         score, empty = metric.score_tables(truth, table, data.shape)
         cv_file = folder / "cv.json"
