@@ -52,7 +52,19 @@ def load_state(path: str | os.PathLike) -> dict:
         raise ValueError(f"checkpoint {path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
     if not isinstance(state, dict) or "model" not in state or "recipe" not in state:
         raise ValueError(f"checkpoint {path}: not a steelkit checkpoint (expected a dict with model and recipe)")
+    check_finite(state["model"], path)
     return state
+
+
+def check_finite(tensors: dict, where) -> None:
+    """A ValueError naming ``where`` and how many of ``tensors`` hold NaN or infinity: weights of a diverged run
+    predict nothing useful, and must never pass for a model."""
+    bad = [name for name, value in tensors.items()
+           if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        raise ValueError(f"{where}: {len(bad)} of {len(tensors)} weight tensors are not finite (NaN or infinity), "
+                         f"e.g. {bad[0]}: the run that wrote it diverged; retrain it (a lower lr, amp=false, or "
+                         "checked labels)")
 
 
 def save_run(out_dir: str | os.PathLike, epochs_done: int, epochs: int, stopped: str = "") -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from steelkit import units
 from steelkit.competition import decode_image, refuse_images
 
 HEADER = 4096
@@ -183,7 +184,7 @@ def choose(mode: str, needed: int, directory: str = "") -> tuple[Path | None, st
     temporary folder."""
     if mode not in MODES:
         raise ValueError(f"image_cache {mode!r}: expected one of {MODES}")
-    gb = f"{needed / 1e9:.1f} GB"
+    gb = units.size(needed)
     if mode == "off":
         return None, f"image cache: off (image_cache=off): every epoch decodes its {gb} of images"
     candidates = [Path(directory)] if directory else [Path("/dev/shm"), Path(tempfile.gettempdir())]
@@ -192,9 +193,9 @@ def choose(mode: str, needed: int, directory: str = "") -> tuple[Path | None, st
     fits = [c for c, free in room.items() if free > needed * 1.05 + (SHM_HEADROOM if c == Path("/dev/shm") else 0)]
     if not fits:
         return None, (f"image cache: off: {gb} of images do not fit in "
-                      f"{', '.join(f'{c} ({room[c] / 1e9:.1f} GB free)' for c in room) or 'a writable folder'}")
+                      f"{', '.join(f'{c} ({units.size(room[c])} free)' for c in room) or 'a writable folder'}")
     allowed = SHARE_OF_MEMORY * available_memory()
     if mode == "auto" and needed > allowed:
-        return None, (f"image cache: off: {gb} of images exceed the {allowed / 1e9:.1f} GB it may use "
+        return None, (f"image cache: off: {gb} of images exceed the {units.size(allowed)} it may use "
                       f"({SHARE_OF_MEMORY:.0%} of the memory available; image_cache=on forces it)")
     return fits[0], f"image cache: on, {gb} of decoded images in {fits[0]} (image_cache=off to decode every epoch)"

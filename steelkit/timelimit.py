@@ -14,6 +14,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from steelkit import units
+
 SESSION_CAP = 12 * 3600  # Kaggle's GPU session cap, seconds
 MARGIN = 30 * 60  # wheels installed and images checked before the loop starts, outputs saved after it
 # The one session limit, in seconds: the training notebooks stop by it (their default TIME_LIMIT), and the plan
@@ -73,8 +75,8 @@ class Deadline:
         left = self.left()
         if epoch + final <= left:
             return None
-        return (f"{left / 60:.1f} min of the {self.limit / 3600:.2f} h time limit left; an epoch takes about "
-                f"{epoch / 60:.1f} min" + (f" and the final pass about {final / 60:.1f} min" if final else ""))
+        return (f"{units.duration(left)} of the {units.duration(self.limit)} time limit left; an epoch takes about "
+                f"{units.duration(epoch)}" + (f" and the final pass about {units.duration(final)}" if final else ""))
 
     def check_holds_an_epoch(self, history: list[dict]) -> None:
         """A limit shorter than one epoch measured (this call's first, or a resumed run's) is a mistake."""

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from steelkit import atomic, checkpoint, distributed, folds, imagecache, oof, timelimit, validation
+from steelkit import atomic, checkpoint, distributed, folds, imagecache, oof, timelimit, units, validation
 from steelkit.augment import train_augment
 from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
 from steelkit.datasets import (
@@ -62,12 +62,22 @@ from steelkit.recipe import Recipe
 # the folds it holds are checked against n_folds and folds_seed, which may not change). Anything else would
 # make the resumed run a different run than its recipe.json says.
 RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "folds_file", "image_cache")
+# Files named by path: the same file may be mounted elsewhere in the next session (another machine, another
+# input folder), so a resumed run compares their names, not their folders
+PATH_FIELDS = ("encoder_weights", "init_checkpoint", "pseudo_labels")
+
+
+def _same(field: str, saved, new) -> bool:
+    if field in PATH_FIELDS:
+        return [Path(p.strip()).name for p in saved.split(",")] == [Path(p.strip()).name for p in new.split(",")]
+    return saved == new
 
 
 def check_resumable(saved: Recipe, recipe: Recipe, path: Path) -> None:
     """Raise naming every field that differs between the run in ``path`` and ``recipe``, unless all of
-    them are RESUMABLE_CHANGES."""
-    differ = [f.name for f in dataclasses.fields(Recipe) if getattr(saved, f.name) != getattr(recipe, f.name)]
+    them are RESUMABLE_CHANGES (files named by path: by their names alone)."""
+    differ = [f.name for f in dataclasses.fields(Recipe)
+              if not _same(f.name, getattr(saved, f.name), getattr(recipe, f.name))]
     refused = [name for name in differ if name not in RESUMABLE_CHANGES]
     if refused:
         changes = ", ".join(f"{n} {getattr(saved, n)!r} -> {getattr(recipe, n)!r}" for n in refused)
@@ -143,28 +153,62 @@ def optimizer_step(model, optimizer, scaler, lr: float, grad_clip: float) -> Non
     optimizer.zero_grad(set_to_none=True)
 
 
+DIVERGED_STREAK = 20  # micro-batches in a row with a non-finite loss: not AMP's odd skipped step, a dead run
+
+
+class Diverged(ValueError):
+    """The losses stopped being finite: the run stops before saving the epoch, whose weights are lost."""
+
+
+def diverged(recipe: Recipe, epoch: int, step: int, loss: float, streak: int, where: str, out_dir: Path) -> Diverged:
+    return Diverged(
+        f"{recipe.name} fold {recipe.fold}: training diverged in epoch {epoch + 1}, step {step}: {where} loss "
+        f"{loss}" + (f" ({streak} micro-batches in a row)" if streak else "") + ". Usual causes: a learning rate "
+        f"too high (lr {recipe.lr:g}" + (f", grad_clip {recipe.grad_clip:g}" if recipe.grad_clip else ", no "
+        "gradient clipping") + "), mixed precision overflowing (amp on CUDA: try --set amp=false), or labels "
+        "that are wrong (a pseudo-label file, masks outside the image). Nothing of this epoch was saved: "
+        + (f"{out_dir / checkpoint.LAST} holds epoch {epoch}, the last finite one; resume from it "
+           "(steelkit train --resume, RESUME_FROM in a kernel) once the cause is fixed, or train afresh with a "
+           "lower lr" if epoch else "no epoch was finite; train afresh with a lower lr or amp=false"))
+
+
 def train_one_epoch(model, loader, loss_fn, optimizer, scaler, recipe, context, epoch: int, steps_per_epoch: int,
-                    desc: str, show_every: int = 10) -> dict:
+                    desc: str, show_every: int = 10, out_dir: Path = Path(".")) -> dict:
     """One pass over ``loader``, stepping every ``accumulation`` micro-batches -> mean loss, steps, last rate.
-    The loss is read back from the device only every ``show_every`` steps (for the bar) and at the end."""
+    The loss is read back from the device only every ``show_every`` steps (for the bar) and at the end. A
+    non-finite loss (AMP's skipped step) is left out of the mean; ``DIVERGED_STREAK`` of them in a row, or an
+    epoch without a finite one, raises ``Diverged``."""
     model.train()
     accumulation = accumulation_steps(recipe, context.world_size)
-    total, count, steps, lr = torch.zeros((), device=context.device), 0, 0, recipe.lr
+    device = context.device
+    total, steps, lr = torch.zeros((), device=device), 0, recipe.lr
+    finite_count, streak, worst = (torch.zeros((), dtype=torch.long, device=device) for _ in range(3))
+    bad_loss = torch.zeros((), device=device)
     bar = tqdm(loader, desc=desc, leave=False, disable=not context.is_rank_zero)
     for i, batch in enumerate(bar):
         stepping = (i + 1) % accumulation == 0 or i + 1 == len(loader)
         # under DDP, gradients are all-reduced only on the micro-batch that steps
         sync = contextlib.nullcontext() if stepping or not context.distributed else model.no_sync()
         with sync:
-            total += backward_step(model, batch, loss_fn, scaler, recipe, context.device, accumulation)
-        count += 1
+            loss = backward_step(model, batch, loss_fn, scaler, recipe, device, accumulation)
+        finite = torch.isfinite(loss)  # all on the device: nothing waits for the GPU here
+        total += torch.where(finite, loss, 0.0)
+        finite_count += finite.long()
+        streak = (streak + 1) * (~finite).long()
+        worst, bad_loss = torch.maximum(worst, streak), torch.where(finite, bad_loss, loss)
         if stepping:
             lr = learning_rate(recipe, epoch, steps, steps_per_epoch)
             optimizer_step(model, optimizer, scaler, lr, recipe.grad_clip)
             steps += 1
-            if context.is_rank_zero and steps % show_every == 0:
-                bar.set_postfix(loss=f"{float(total) / count:.4f}")
-    return {"train_loss": float(total) / max(count, 1), "steps": steps, "lr": lr}
+            if steps % show_every == 0:
+                if int(worst) >= DIVERGED_STREAK:
+                    raise diverged(recipe, epoch, steps, float(bad_loss), int(worst), "training", out_dir)
+                if context.is_rank_zero:
+                    bar.set_postfix(loss=f"{float(total) / max(int(finite_count), 1):.4f}")
+    count = int(finite_count)
+    if count == 0 or int(worst) >= min(DIVERGED_STREAK, len(loader)):
+        raise diverged(recipe, epoch, steps, float(bad_loss), int(worst), "training", out_dir)
+    return {"train_loss": float(total) / count, "steps": steps, "lr": lr}
 
 
 def resume_scaler(scaler, saved: dict) -> None:
@@ -239,7 +283,7 @@ def image_cache(recipe: Recipe, paths: list, shape, grayscale: bool, context, ow
             except ValueError:
                 cache.remove()  # bad images: nothing to resume, and no RAM held for them
                 raise
-            tqdm.write(f"image cache: {len(paths)} images, {cache.bytes / 1e9:.2f} GB in {cache.path}, "
+            tqdm.write(f"image cache: {len(paths)} images, {units.size(cache.bytes)} in {cache.path}, "
                        + (f"filled in {seconds:.1f}s" if already < len(paths) else "found filled")
                        + (f" ({already} found filled)" if 0 < already < len(paths) else ""))
             where = cache.path
@@ -339,7 +383,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         cached = cache.filled() if cache is not None else 0
         desc = f"{recipe.name} fold {recipe.fold} epoch {epoch + 1}/{recipe.epochs}"
         done = train_one_epoch(net, train_loader, loss_fn, optimizer, scaler, recipe, context, epoch,
-                               steps_per_epoch, desc)
+                               steps_per_epoch, desc, out_dir=out_dir)
         distributed.broadcast_buffers(model, context)
         validating = clock()
         parts = validation.validation_parts(model, valid_loader, loss_fn, recipe, context.device,
@@ -350,6 +394,8 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
             row = {"epoch": epoch + 1, "lr": done["lr"], "steps": done["steps"], "train_loss": done["train_loss"],
                    **{k: float(v) for k, v in result["scores"].items()}, "seconds": clock() - started,
                    "val_seconds": clock() - validating}
+            if not math.isfinite(row["val_loss"]):  # a model whose outputs are not finite is no model at all
+                raise diverged(recipe, epoch, done["steps"], row["val_loss"], 0, "validation", out_dir)
             history.append(row)
             # the state first, the metrics then, the picture last: a kill between them loses no epoch that
             # metrics.csv claims (a resumed run rewrites it from last.pt's history)

@@ -33,6 +33,7 @@ USER = "steelkit-demo"
 RECORD = "rehearsal.json"
 TRUTH = "test_truth.csv"  # kept beside the inputs, never under them: the kernels cannot see it
 OUTPUTS = "outputs"  # <out>/outputs/<slug>: each kernel's output, as Kaggle keeps it for the kernels attaching it
+MOUNT = "kaggle-input"  # <out>/kaggle-input: one kernel's /kaggle/input at a time, at the same path for every one
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def rehearse(out: Path, profile: twins.Profile = twins.REHEARSAL, data: Data = D
             continue
         rerun.add(slug)
         record.pop(slug, None)
-        inputs = mount(out / "mounts" / slug, kernel, data_dir, datasets, outputs, layout)
+        inputs = mount(out / MOUNT, kernel, data_dir, datasets, outputs, layout)
         before = snapshot(inputs)
         try:
             result = rehearsal.run(folder, inputs, progress=progress)

@@ -84,12 +84,15 @@ def gpu_hours(kernel: dict, config: dict) -> float:
     return 0.0
 
 
-def schedule(items: list[tuple[str, float, list[str]]], quota_hours: float, sessions: int) -> dict:
+def schedule(items: list[tuple[str, float, list[str]]], quota_hours: float, sessions: int,
+             first_week_hours: float | None = None) -> dict:
     """Place (slug, hours, the slugs it waits for) in dependency order -> slug: (start, end, week) in hours
     from now: each starts after what it waits for, with at most ``sessions`` running at once, and only in a
-    week whose quota still holds it."""
+    week whose quota still holds it: ``first_week_hours`` (what is left of this week's quota; default the whole
+    quota), then ``quota_hours`` a week."""
     if sessions < 1 or quota_hours <= 0:
         raise ValueError(f"sessions {sessions} and quota {quota_hours} h: both must be above 0")
+    first = quota_hours if first_week_hours is None else max(first_week_hours, 0.0)
     placed: dict[str, tuple[float, float, int]] = {}
     used: dict[int, float] = defaultdict(float)
     for slug, hours, waits in items:
@@ -98,7 +101,7 @@ def schedule(items: list[tuple[str, float, list[str]]], quota_hours: float, sess
         start = max([placed[w][1] for w in waits if w in placed], default=0.0)
         while True:
             week = int(start // WEEK_HOURS)
-            if used[week] + hours > quota_hours + 1e-9:
+            if used[week] + hours > (first if week == 0 else quota_hours) + 1e-9:
                 start = (week + 1) * WEEK_HOURS
                 continue
             busy = [p for p in placed.values() if p[0] < start + hours and p[1] > start] if hours else []
@@ -124,7 +127,8 @@ def plan(config: dict, chosen: list[dict], quota: dict | None = None, sessions: 
         rows.append({"kernel": kernel, "hours": gpu_hours(kernel, config), "waits": waits})
     weekly = quota["total"] if quota else campaign.get("weekly_quota_hours", 30.0)
     sessions = sessions or campaign.get("gpu_sessions", 2)
-    placed = schedule([(r["kernel"]["slug"], r["hours"], r["waits"]) for r in rows], weekly, sessions)
+    placed = schedule([(r["kernel"]["slug"], r["hours"], r["waits"]) for r in rows], weekly, sessions,
+                      quota["remaining"] if quota else None)
     return {"rows": rows, "total": sum(r["hours"] for r in rows), "weekly": weekly, "sessions": sessions,
             "quota": quota, "placed": placed}
 
@@ -142,7 +146,8 @@ def format_plan(result: dict) -> str:
                      f"{row['hours']:6.2f} {part:>5}  {attaches}")
     quota = result["quota"]
     said = (f"kaggle quota: {quota['remaining']:.1f} h of {quota['total']:.1f} h left this week, refreshes "
-            f"{quota['refresh'] or 'at an unknown time'}" if quota else
+            f"{quota['refresh'] or 'at an unknown time'}; the first week is planned on the {quota['remaining']:.1f} h "
+            f"left, later weeks on {quota['total']:.1f} h" if quota else
             f"kaggle quota did not answer: {result['weekly']:.0f} h a week assumed")
     weeks = max((p[2] for p in result["placed"].values()), default=0) + 1
     lines += ["", f"total: {result['total']:.1f} GPU hours for {len(result['rows'])} kernels ({said}); "

@@ -65,6 +65,19 @@ def test_the_weekly_schedule_never_exceeds_the_quota_it_was_given():
         plan.schedule([("long", 8.0, [])], 6.0, 2)
 
 
+def test_the_first_week_gets_only_the_quota_left_this_week():
+    config = plan.load()
+    gpu = [k for k in config["kernels"] if k["gpu"]]
+    fresh = plan.plan(config, gpu, quota={"used": 0, "remaining": 30.0, "total": 30.0, "refresh": ""}, sessions=2)
+    spent = plan.plan(config, gpu, quota={"used": 20, "remaining": 10.0, "total": 30.0, "refresh": ""}, sessions=2)
+    hours = {row["kernel"]["slug"]: row["hours"] for row in spent["rows"]}
+    first = sum(hours[s] for s, (_, _, week) in spent["placed"].items() if week == 0)
+    assert max(p[2] for p in fresh["placed"].values()) == 0, "a fresh week holds the 14.5 h campaign"
+    assert 0 < first <= 10.0 + 1e-9 and max(p[2] for p in spent["placed"].values()) == 1
+    assert "the first week is planned on the 10.0 h left, later weeks on 30.0 h" in plan.format_plan(spent)
+    assert plan.schedule([("a", 4.0, []), ("b", 4.0, [])], 30.0, 1, first_week_hours=5.0)["b"][2] == 1
+
+
 def build_kernel(*args):
     return subprocess.run([sys.executable, str(ROOT / "build_kernel.py"), *args], capture_output=True, text=True,
                           timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})

@@ -85,3 +85,14 @@ def test_a_limit_that_cannot_hold_one_epoch_is_named_with_last_pt_kept(mini, tmp
                          timeout=300)
     assert bad.returncode == 2 and "time limit '11x'" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "other" / "last.pt").exists()
+
+
+def test_figures_come_in_units_that_fit_them():
+    from steelkit import units
+
+    assert [units.duration(s) for s in (4.2, 42, 210, 41400)] == ["4.2 s", "42 s", "3.5 min", "11.50 h"]
+    assert [units.size(b) for b in (512e3, 38.4e6, 2.1e9)] == ["512 kB", "38.4 MB", "2.1 GB"]
+    deadline = timelimit.Deadline(12.0, started=0.0, clock=lambda: 10.0)
+    deadline.record(3.0, 1.0)
+    assert deadline.next_epoch_problem([], False, False) == ("2.0 s of the 12 s time limit left; an epoch takes "
+                                                             "about 3.0 s")

@@ -61,6 +61,29 @@ def test_resume_ends_with_the_same_weights(mini, tmp_path):
     assert checkpoint.read_run(tmp_path / "split")["finished"], "the resumed run says it finished"
 
 
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_weights_of_nans(mini, tmp_path, capsys):
+    from steelkit import cli
+
+    args = ["train", "--preset", "seg-tiny", "--data", str(mini), "--out", str(tmp_path / "nan"), "--device", "cpu",
+            "--set", "lr=1e30", "--set", "grad_clip=0", "--set", "epochs=2", "--set", "n_folds=3",
+            "--set", "batch_size=4", "--set", "effective_batch=4"]
+    assert cli.main(args) == 2
+    said = capsys.readouterr().err
+    assert "seg-tiny fold 0: training diverged in epoch 1, step" in said and "lr 1e+30, no gradient clipping" in said
+    assert "no epoch was finite" in said and "Traceback" not in said
+    assert not (tmp_path / "nan" / "best.pt").exists() and not (tmp_path / "nan" / "last.pt").exists()
+
+
+def test_a_checkpoint_of_non_finite_weights_is_never_loaded(mini, tmp_path):
+    model = models.build_model(_tiny("cls-tiny"), load_weights=False)
+    state = model.state_dict()
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = torch.full_like(state[key], float("nan"))
+    checkpoint.save(tmp_path / "best.pt", {"model": state, "recipe": {}})
+    with pytest.raises(ValueError, match=r"best.pt: 1 of \d+ weight tensors are not finite"):
+        checkpoint.load_state(tmp_path / "best.pt")
+
+
 def test_a_last_pt_saved_on_the_cpu_resumes_with_amp_enabled(mini, tmp_path):
     recipe = _tiny("cls-tiny", epochs=1, n_folds=3, batch_size=4, effective_batch=4)
     train.train(recipe, mini, tmp_path / "cpu", device="cpu")
@@ -204,3 +227,16 @@ def test_train_in_kernel_reads_inputs_writes_working_and_resumes(mini, tmp_path,
     assert second["metrics"]["epoch"].tolist() == [1, 2]
     assert checkpoint.load_state(working / "seg-tiny-fold1" / "last.pt")["epoch"] == 1
     assert "seg_tables" in np.load(working / "seg-tiny-fold1" / "oof.npz").files  # finished: the final pass ran
+
+
+def test_a_resumed_run_finds_its_files_by_name_wherever_they_are_mounted_now(tmp_path):
+    import dataclasses
+
+    saved = Recipe(encoder_weights="/kaggle/input/weights/efficientnet-b3.safetensors",
+                   pseudo_labels="/kaggle/input/r0/pseudo.csv")
+    moved = dataclasses.replace(saved, encoder_weights="/elsewhere/efficientnet-b3.safetensors",
+                                pseudo_labels="/mnt/r0/pseudo.csv")
+    train.check_resumable(saved, moved, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="encoder_weights .*efficientnet-b3.safetensors' -> .*resnet34"):
+        train.check_resumable(saved, dataclasses.replace(saved, encoder_weights="/w/resnet34.safetensors"),
+                              tmp_path / "last.pt")
