@@ -15,7 +15,8 @@
 
 # %% tags=["parameters"]
 MODELS = []  # input folders to take checkpoints from; [] = every attached input
-INFERENCE_CONFIG = ""  # an inference.json under the inputs; "" = tune on out-of-fold files, else the seed's numbers
+INFERENCE_CONFIG = ""  # an inference.json under the inputs (its TTA wins: the thresholds were tuned on it); "" = tune
+# on out-of-fold files, else the seed's numbers
 TUNE_THRESHOLDS = True  # search thresholds on the attached out-of-fold probabilities
 TTA = ["none", "hflip", "vflip"]
 BATCH_SIZE = 8
@@ -45,7 +46,11 @@ for path in found["classifier"] + found["segmenter"]:
 config = predict.InferenceConfig(tta=tuple(TTA), batch_size=BATCH_SIZE)
 search = None
 if INFERENCE_CONFIG:  # tuned by the tuning kernel, its local CV beside it
-    config = predict.InferenceConfig.load(paths.resolve_input(INFERENCE_CONFIG))
+    tuned = predict.InferenceConfig.load(paths.resolve_input(INFERENCE_CONFIG))
+    config = dataclasses.replace(tuned, batch_size=BATCH_SIZE)  # the batch size changes no number: the notebook's
+    if tuple(TTA) != tuned.tta:  # the thresholds were tuned on maps made with the tuning's TTA: that one is used
+        print(f"TTA {list(tuned.tta)} from {INFERENCE_CONFIG} (the thresholds were tuned on it), not this notebook's "
+              f"TTA {list(TTA)}")
     cv_file = paths.resolve_input(INFERENCE_CONFIG).with_name("cv.json")
     if cv_file.is_file():
         shutil.copy2(cv_file, working / "cv.json")
@@ -57,8 +62,9 @@ elif TUNE_THRESHOLDS and all((p.parent / "oof.npz").is_file() for p in found["se
     tuning.write_cv(working / "cv.json", search, [str(p.parent) for p in found["classifier"] + found["segmenter"]])
 if (working / "cv.json").is_file():
     cv = json.loads((working / "cv.json").read_text())
-    print(f"local CV (out-of-fold mean Dice of this ensemble at these settings): {cv['mean']:.5f} "
-          f"(the seed's settings: {cv['seed_mean']:.5f}) on {cv['images']} images")
+    print(f"local CV ({cv.get('kind', 'in-sample')} out-of-fold mean Dice of this ensemble): {cv['mean']:.5f} on "
+          f"{cv['images']} images (in-sample at the chosen settings: {cv.get('in_sample_mean', cv['mean']):.5f}; "
+          f"the seed's settings: {cv['seed_mean']:.5f})")
 print(config.to_json())
 
 # %% [markdown]

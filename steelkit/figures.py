@@ -60,7 +60,8 @@ def training_curves(history: pd.DataFrame, path: str | os.PathLike, title: str =
 
 def threshold_search(curves: list[dict], path: str | os.PathLike) -> Path:
     """Per class, the tuned Dice against the pixel threshold and against the minimum total area, the other
-    settings at their chosen values; the seed's numbers (grey) and the chosen ones (colour) marked."""
+    settings at their chosen values; the seed's numbers (grey) and the chosen ones (colour) marked, and the Dice
+    of never predicting the class (dotted; in colour where that was chosen)."""
     figure = Figure(figsize=(11, 9), layout="constrained")
     grid = figure.subplots(4, 2)
     for k, curve in enumerate(curves):
@@ -69,8 +70,13 @@ def threshold_search(curves: list[dict], path: str | os.PathLike) -> Path:
             xs, ys = np.asarray(curve[key]["grid"]), np.asarray(curve[key]["dice"])
             axes.plot(xs, ys, "o-", color=COLOURS[k], markersize=3)
             axes.axvline(curve[key]["seed"], color="0.55", linestyle="--", label=f"seed {curve[key]['seed']:g}")
-            axes.axvline(curve[key]["chosen"], color=COLOURS[k], linestyle="-", alpha=0.6,
-                         label=f"chosen {curve[key]['chosen']:g}")
+            if curve[key]["chosen"] is not None:
+                axes.axvline(curve[key]["chosen"], color=COLOURS[k], linestyle="-", alpha=0.6,
+                             label=f"chosen {curve[key]['chosen']:g}")
+            if "off" in curve[key]:  # the class never predicted: its Dice is the all-empty one
+                chosen = curve[key]["chosen"] is None
+                axes.axhline(curve[key]["off"], color=COLOURS[k] if chosen else "0.75", linestyle=":",
+                             label="not predicted" + (" (chosen)" if chosen else ""))
             axes.set(xlabel=label if k == 3 else None, ylabel=f"class {k + 1} Dice" if key == "pixel" else None)
             axes.grid(alpha=0.3)
             axes.legend(fontsize="small", loc="best")

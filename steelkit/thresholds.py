@@ -42,11 +42,14 @@ from steelkit.postprocess import (
 )
 
 REFERENCE_PX = rle_lib.IMAGE_SHAPE[0] * rle_lib.IMAGE_SHAPE[1]
+# a minimum total area larger than the image: the class is never predicted (its best setting when the models
+# cannot yet tell it, chosen like any other setting only when it gains on held-out images)
+CLASS_OFF_PX = REFERENCE_PX + 1
 GRIDS = {
     "label": (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9),
     "pixel": TABLE_PIXEL_GRID,
     "min_component": TABLE_SIZE_GRID,
-    "min_total": (0, 200, 400, 600, 900, 1200, 1600, 2000, 2500, 3000, 4000),
+    "min_total": (0, 200, 400, 600, 900, 1200, 1600, 2000, 2500, 3000, 4000, CLASS_OFF_PX),
 }
 
 
@@ -260,19 +263,31 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
         chosen["pixel_thresholds"].append(float(grids["pixel"][t]))
         chosen["min_component_px"].append(int(grids["min_component"][m]))
         chosen["min_total_px"].append(int(grids["min_total"][tot]))
+        off = grids["min_total"][tot] >= CLASS_OFF_PX
         rows.append({"class": k + 1, "default": float(default), "tuned": float(scores[t, m, lab, tot]),
-                     "held_out_gain": float(held_out)})
+                     "held_out_gain": float(held_out), "held_out": float(default + held_out), "off": bool(off)})
+        areas = [i for i, v in enumerate(grids["min_total"]) if v < CLASS_OFF_PX]
         curves.append({  # the tuned Dice along two axes, the other settings at their chosen values
             "pixel": {"grid": list(grids["pixel"]), "dice": scores[:, m, lab, tot].tolist(),
-                      "seed": defaults.pixel_thresholds[k], "chosen": grids["pixel"][t]},
-            "min_total": {"grid": list(grids["min_total"]), "dice": scores[t, m, lab, :].tolist(),
-                          "seed": defaults.min_total_px[k], "chosen": grids["min_total"][tot]}})
+                      "seed": defaults.pixel_thresholds[k], "chosen": None if off else grids["pixel"][t]},
+            "min_total": {"grid": [grids["min_total"][i] for i in areas], "dice": scores[t, m, lab, areas].tolist(),
+                          "seed": defaults.min_total_px[k], "chosen": None if off else grids["min_total"][tot],
+                          "off": float(scores[t, m, lab, -1])}})
     config = PostprocessConfig(**{k: tuple(v) for k, v in chosen.items()})
     dice = pd.DataFrame(rows)
     dice["gain"] = dice["tuned"] - dice["default"]
-    # every class is scored over the same images, so the mean over (image, class) pairs is the classes' mean
-    cv = {"mean": float(dice["tuned"].mean()), "per_class": [float(v) for v in dice["tuned"]],
-          "seed_mean": float(dice["default"].mean()), "seed_per_class": [float(v) for v in dice["default"]]}
+    # every class is scored over the same images, so the mean over (image, class) pairs is the classes' mean.
+    # The local CV is the held-out Dice of the tuning: each part scored at the settings chosen on the others (the
+    # in-sample Dice at the chosen settings is the best of ~100,000 tries, scored where it was chosen)
+    held = splits >= 2 and len(covered) >= splits
+    local = dice["held_out"] if held else dice["tuned"]
+    cv = {"mean": float(local.mean()), "per_class": [float(v) for v in local],
+          "kind": "held-out" if held else "in-sample (not cross-validated)",
+          "held_out_mean": float(dice["held_out"].mean()) if held else None,
+          "held_out_per_class": [float(v) for v in dice["held_out"]] if held else None,
+          "in_sample_mean": float(dice["tuned"].mean()), "in_sample_per_class": [float(v) for v in dice["tuned"]],
+          "seed_mean": float(dice["default"].mean()), "seed_per_class": [float(v) for v in dice["default"]],
+          "parts": splits if held else 1, "not_predicted": [int(r["class"]) for r in rows if r["off"]]}
     return {"config": config, "dice": dice, "images": len(covered), "segmenter_images": len(ids), "curves": curves,
             "splits": splits, "full_resolution": int(np.isin(full, covered).sum()), "scale": scale, "cv": cv}
 
@@ -287,8 +302,9 @@ def score_cube(area: np.ndarray, inter: np.ndarray, truth_area: np.ndarray, cls_
 
 
 def pick(scores: np.ndarray, at_default: tuple) -> tuple:
-    """The best index of a (pixel, component, label, total) score grid; the default where it ties."""
-    best = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    """The best index of a (pixel, component, label, total) score grid; the default where it ties, else the first
+    in grid order among the settings within 1e-9 of the best (ties are common: float sums must not break them)."""
+    best = np.unravel_index(int(np.argmax(np.round(scores, 9))), scores.shape)
     return at_default if scores[at_default] >= scores[best] - 1e-12 else tuple(int(i) for i in best)
 
 
@@ -325,12 +341,18 @@ def format_report(result: dict) -> str:
              f"{'class':>5} {'default':>8} {'tuned':>8} {'held-out':>9} {'label':>6} {'pixel':>6} {'min_comp':>8} "
              f"{'min_total':>9}"]
     for k, row in dice.iterrows():
+        total = "off" if row.get("off") else f"{config.min_total_px[k]:d}"
         lines.append(f"{int(row['class']):>5} {row['default']:8.5f} {row['tuned']:8.5f} {row['held_out_gain']:+9.5f} "
                      f"{config.label_thresholds[k]:6.2f} {config.pixel_thresholds[k]:6.2f} "
-                     f"{config.min_component_px[k]:8d} {config.min_total_px[k]:9d}")
+                     f"{config.min_component_px[k]:8d} {total:>9}")
     lines.append(f"{'mean':>5} {dice['default'].mean():8.5f} {dice['tuned'].mean():8.5f} "
                  f"{dice['held_out_gain'].mean():+9.5f}")
+    for _, row in dice[dice["off"]].iterrows() if "off" in dice else ():
+        lines.append(f"class {int(row['class'])}: not predicted (predicting nothing gains on held-out images: the "
+                     "models cannot yet tell it)")
     if "cv" in result:
-        lines.append(f"out-of-fold mean Dice (local CV): {result['cv']['mean']:.5f} at the chosen settings, "
-                     f"{result['cv']['seed_mean']:.5f} at the seed's")
+        cv = result["cv"]
+        lines.append(f"local CV ({cv.get('kind', 'in-sample')}, {result['images']} images, {cv.get('parts', 1)} "
+                     f"part(s)): {cv['mean']:.5f}; in-sample at the chosen settings {cv.get('in_sample_mean', 0):.5f}; "
+                     f"at the seed's settings {cv['seed_mean']:.5f}")
     return "\n".join(lines)

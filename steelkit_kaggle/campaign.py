@@ -22,8 +22,11 @@ from steelkit import atomic
 
 RECORD = "campaign.json"
 LEDGER = "submissions.csv"
+# cv: the local CV (held-out Dice of the tuning, per class beside it); cv_in_sample: the Dice at the chosen settings
+# on the images they were chosen on (optimistic); cv_seed: at the seed's settings
 LEDGER_COLUMNS = ["time", "kernel", "version", "ref", "members", "postprocess", "cv", "cv_class_1", "cv_class_2",
-                  "cv_class_3", "cv_class_4", "status", "public", "private", "message", "error"]
+                  "cv_class_3", "cv_class_4", "cv_kind", "cv_in_sample", "cv_seed", "status", "public", "private",
+                  "message", "error"]
 DONE = "COMPLETE"
 
 
@@ -98,7 +101,8 @@ def read_ledger(folder: Path) -> pd.DataFrame:
     path = Path(folder) / LEDGER
     if not path.is_file():
         return pd.DataFrame(columns=LEDGER_COLUMNS)
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    ledger = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return ledger.reindex(columns=list(dict.fromkeys([*LEDGER_COLUMNS, *ledger.columns])), fill_value="")
 
 
 def write_ledger_row(folder: Path, row: dict) -> Path:

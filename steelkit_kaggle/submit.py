@@ -116,6 +116,9 @@ def submit(config: dict, kernel: dict, user: str, record_dir: Path, runs: Path, 
     row = {"time": campaign.now(), "kernel": slug, "version": item["version"], "ref": answer["ref"],
            "members": " ".join(ensemble), "postprocess": json.dumps(used, sort_keys=True),
            "cv": f"{cv['mean']:.5f}" if cv else "", "status": "PENDING", "message": message,
+           "cv_kind": cv.get("kind", "in-sample" if cv else ""),
+           "cv_in_sample": f"{cv.get('in_sample_mean', cv['mean']):.5f}" if cv else "",
+           "cv_seed": f"{cv['seed_mean']:.5f}" if cv.get("seed_mean") is not None else "",
            **{f"cv_class_{k + 1}": f"{v:.5f}" for k, v in enumerate(cv.get("per_class", []))}}
     campaign.write_ledger_row(record_dir, row)
     echo(f"submitted {user}/{slug} version {item['version']} as submission {answer['ref']}: {answer.get('message')}")

@@ -317,6 +317,7 @@ def test_submit_waits_for_the_score_and_writes_the_ledger_with_the_local_cv(kagg
     never = command(kaggle_api, "submit", slug)
     assert never.returncode == 2 and "it was never pushed" in never.stderr and "Traceback" not in never.stderr
     FakeKaggle.extra[slug] = {"cv.json": json.dumps({"mean": 0.87654, "per_class": [0.9, 0.8, 0.85, 0.95],
+                                                     "kind": "held-out", "in_sample_mean": 0.88123,
                                                      "seed_mean": 0.86, "images": 120})}
     FakeKaggle.runs[slug] = ["RUNNING"]
     running = push(kaggle_api, slug)
@@ -339,6 +340,7 @@ def test_submit_waits_for_the_score_and_writes_the_ledger_with_the_local_cv(kagg
     assert (row["ref"], row["version"], row["status"], row["public"], row["private"], row["cv"]) == \
         ("1000", "2", "COMPLETE", "0.91234", "0.90012", "0.87654")
     assert row["cv_class_2"] == "0.80000" and "seg-unet-effb3/fold0" in row["members"]
+    assert (row["cv_kind"], row["cv_in_sample"], row["cv_seed"]) == ("held-out", "0.88123", "0.86000")
 
     FakeKaggle.scoring = ["PENDING", "ERROR"]
     failed = command(kaggle_api, "submit", slug, "-m", "second try", "--poll-seconds", "0.05")

@@ -123,6 +123,11 @@ def test_a_setting_that_wins_on_one_image_only_is_not_adopted(tmp_path):
     result = thresholds.search([tmp_path / "cls"], [tmp_path / "seg"], data)
     assert result["config"].min_total_px[0] == PostprocessConfig().min_total_px[0] == 600
     assert result["dice"].loc[0, "held_out_gain"] == 0.0
+    cv = result["cv"]  # tuning fits noise: the in-sample best gains, the held-out Dice (the local CV) does not
+    in_sample = thresholds.search([tmp_path / "cls"], [tmp_path / "seg"], data, splits=1)["cv"]
+    assert in_sample["in_sample_mean"] == pytest.approx(cv["seed_mean"] + 1 / 160) and in_sample["kind"].startswith(
+        "in-sample")
+    assert cv["mean"] == cv["held_out_mean"] == pytest.approx(cv["seed_mean"], abs=1e-12) and cv["kind"] == "held-out"
     along_total = dict(zip(result["curves"][0]["min_total"]["grid"], result["curves"][0]["min_total"]["dice"]))
     assert along_total[0] == pytest.approx(along_total[600] + 1 / 40), "in-sample, the lucky setting wins"
 
@@ -242,3 +247,70 @@ def test_images_averaged_over_segmenters_fall_back_to_the_maps(tmp_path):
     assert result["images"] == 20 and result["full_resolution"] == 8 + 8  # ids 8-11 were predicted twice
     result = thresholds.search([tmp_path / "cls"], [tmp_path / "c"], tmp_path / "data")
     assert result["images"] == 12 and result["full_resolution"] == 0
+
+
+def test_the_local_cv_is_the_held_out_dice_of_a_brute_force_nested_search(tmp_path):
+    probs, truth, cls = speckly_set(tmp_path, n=12)
+    splits = 3
+    result = thresholds.search([tmp_path / "cls"], [tmp_path / "seg"], tmp_path / "data", splits=splits)
+    grids = thresholds.search_grids(PostprocessConfig())
+    n, shape = len(probs), probs.shape[-2:]
+    sizes = postprocess.in_pixels(grids["min_component"], shape)
+    totals = postprocess.in_pixels(grids["min_total"], shape)
+    part = np.random.default_rng(0).permutation(n) % splits  # the search's own parts
+    for k in range(4):
+        pairs = np.zeros([len(grids[g]) for g in ("pixel", "min_component", "label", "min_total")] + [n])
+        for t, threshold in enumerate(grids["pixel"]):
+            for m, size in enumerate(sizes):
+                masks = [clean_mask(probs[i, k], threshold, int(size), 0).astype(bool) for i in range(n)]
+                for lab, label in enumerate(grids["label"]):
+                    for tot, total in enumerate(totals):
+                        for i in range(n):
+                            pred = masks[i] if cls[i, k] >= label and masks[i].sum() >= total else masks[i] & False
+                            both = pred.sum() + truth[i, k].sum()
+                            pairs[t, m, lab, tot, i] = 1.0 if both == 0 else \
+                                2 * (pred & truth[i, k].astype(bool)).sum() / both
+        seed = grid_index(grids, PostprocessConfig(), k)
+        held_out = 0.0
+        for f in range(splits):  # the best setting on the other parts, scored on this one
+            rest = pairs[..., part != f].mean(axis=-1)
+            best = np.unravel_index(int(np.argmax(np.round(rest, 9))), rest.shape)  # ties: the first in grid order
+            chosen = seed if rest[seed] >= rest[best] - 1e-12 else best
+            held_out += pairs[chosen][part == f].sum() / n
+        assert result["cv"]["held_out_per_class"][k] == pytest.approx(held_out, abs=1e-9), f"class {k + 1}"
+    assert result["cv"]["mean"] == pytest.approx(np.mean(result["cv"]["held_out_per_class"]), abs=1e-12)
+    assert "local CV (held-out, 12 images, 3 part(s))" in thresholds.format_report(result)
+
+
+def test_a_class_predicted_as_noise_is_switched_off_on_held_out_evidence(tmp_path):
+    data = planted(tmp_path)
+    rng = np.random.default_rng(1)
+    seg = np.load(tmp_path / "seg" / "oof.npz")["seg_probs"].copy()
+    cls = np.load(tmp_path / "cls" / "oof.npz")["cls_probs"].copy()
+    table = pd.read_csv(data / "train.csv")
+    ids = np.load(tmp_path / "seg" / "oof.npz")["image_ids"]
+    for i in range(len(ids)):  # class 2: a defect on half the images, and a blob elsewhere on every image
+        truth = np.zeros(SHAPE, np.uint8)
+        if i % 2:
+            truth[40:50, 200:240] = 1
+            table.loc[table["ImageId_ClassId"] == f"{ids[i]}_2", "EncodedPixels"] = rle.encode(truth)
+        y, x = rng.integers(0, 20), rng.integers(0, 150)
+        seg[i, 1, y:y + 12, x:x + 40] = 230
+        cls[i, 1] = rng.uniform(0.5, 1.0)
+    table.to_csv(data / "train.csv", index=False)
+    for name, key, values in (("seg", "seg_probs", seg), ("cls", "cls_probs", cls)):
+        np.savez(tmp_path / name / "oof.npz", image_ids=ids, scale=1, shape=np.array(SHAPE), stage=name,
+                 **{key: values})
+    result = thresholds.search([tmp_path / "cls"], [tmp_path / "seg"], data)
+    assert result["config"].min_total_px[1] == thresholds.CLASS_OFF_PX and result["dice"].loc[1, "off"]
+    all_empty = 0.5  # half the images have no class-2 defect
+    assert result["cv"]["per_class"][1] == pytest.approx(all_empty, abs=1e-12) and result["cv"]["not_predicted"] == [2]
+    assert result["dice"].loc[1, "default"] < all_empty
+    report = thresholds.format_report(result)
+    assert "class 2: not predicted" in report and report.splitlines()[4].split()[-1] == "off"
+    scaled = result["config"].for_shape(SHAPE)
+    assert not clean_mask(seg[1, 1] / 255, scaled.pixel_thresholds[1], scaled.min_component_px[1],
+                          scaled.min_total_px[1]).any(), "predict keeps nothing of the class"
+    from steelkit import figures
+
+    assert figures.threshold_search(result["curves"], tmp_path / "search.png").is_file()

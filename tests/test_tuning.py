@@ -31,7 +31,7 @@ def test_the_search_reports_the_cv_it_would_score_at_its_chosen_settings(tmp_pat
                 dice.append(1.0 if both == 0 else 2 * (mask & truth[i, k].astype(bool)).sum() / both)
         return float(np.mean(dice))
 
-    assert result["cv"]["mean"] == pytest.approx(direct(result["config"]), abs=1e-9)
+    assert result["cv"]["in_sample_mean"] == pytest.approx(direct(result["config"]), abs=1e-9)
     assert result["cv"]["seed_mean"] == pytest.approx(direct(PostprocessConfig()), abs=1e-9)
     assert "local CV" in thresholds.format_report(result)
 
