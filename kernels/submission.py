@@ -58,6 +58,9 @@ elif TUNE_THRESHOLDS and all((p.parent / "oof.npz").is_file() for p in found["se
     search = thresholds.search([p.parent for p in found["classifier"]], [p.parent for p in found["segmenter"]],
                                data_dir)
     print(thresholds.format_report(search))
+    print("note: this in-kernel search tunes the gate on the classifiers' training out-of-fold probabilities (each "
+          "one model's, without TTA), not on the TTA-averaged ones this notebook gates with; the tuning kernel "
+          "(tune.py, INFERENCE_CONFIG) tunes on those")
     config = dataclasses.replace(config, postprocess=search["config"])
     tuning.write_cv(working / "cv.json", search, [str(p.parent) for p in found["classifier"] + found["segmenter"]])
 if (working / "cv.json").is_file():

@@ -59,9 +59,13 @@ def test_the_ensemble_tuning_equals_a_brute_force_search_on_the_averaged_maps(mi
     probs = ensemble(torch.from_numpy(images), config.tta, amp=False).numpy()
     truth = np.stack([decode_row(tuple(table.loc[i, [f"rle_{k}" for k in range(1, 5)]]), probs.shape[-2:])
                       for i in ids])
-    cls_oof = np.load(trained / "cls-tiny" / "oof.npz")
-    cls = dict(zip(cls_oof["image_ids"].tolist(), cls_oof["cls_probs"]))
-    cls = np.stack([cls[i] for i in ids])
+    gate = Ensemble([trained / "cls-tiny" / checkpoint.BEST], [torch.device("cpu")], "classifier")
+    cls = gate(torch.from_numpy(images), config.tta, amp=False).numpy()  # the submission's TTA-averaged gate
+    written_gate = np.load(tmp_path / tuning.CLASSIFIERS / "oof.npz")
+    assert written_gate["image_ids"].tolist() == ids
+    np.testing.assert_allclose(written_gate["cls_probs"], cls, atol=1e-6)
+    training_oof = np.load(trained / "cls-tiny" / "oof.npz")["cls_probs"]
+    assert not np.allclose(training_oof, cls, atol=1e-4), "not the training run's own, TTA-less probabilities"
     grids = thresholds.search_grids(PostprocessConfig())
     chosen = result["config"]
     for k, cube in enumerate(brute_force_search(probs, truth, cls, grids)):
