@@ -45,6 +45,8 @@ class Profile:
     train_images: int = 0  # 0: the competition's every image; else a subset (the rehearsal on Kaggle's data)
     encoder_weights: bool = True  # attach the staged (random) twin encoder weights
     tta: tuple[str, ...] = ()  # the tuning and submission kernels' TTA; () = kernels.json's
+    encoders: dict = field(default_factory=dict)  # real encoder -> twin encoder, where it differs from TWIN_ENCODERS
+    overrides_of: dict = field(default_factory=dict)  # preset -> recipe overrides of its own (after the others)
     presets: tuple[str, ...] = ()
     folds: tuple[int, ...] = ()
     rounds: tuple[int, ...] = ()
@@ -69,14 +71,14 @@ def _recipe_overrides(preset_name: str, profile: Profile, finetune: bool) -> lis
     recipe = preset(preset_name)
     epochs = profile.finetune_epochs if finetune else profile.epochs_of.get(preset_name, profile.epochs)
     extra = [o for o in profile.overrides if recipe.arch == "Unet" or not o.startswith("decoder_channels")]
-    changes = [f"encoder={TWIN_ENCODERS.get(recipe.encoder, recipe.encoder)}", f"epochs={epochs}",
+    changes = [f"encoder={twin_encoder(preset_name, profile)}", f"epochs={epochs}",
                f"crop_height={profile.crop[0]}", f"crop_width={profile.crop[1]}", f"batch_size={profile.batch_size}",
                f"effective_batch={profile.effective_batch}", *extra]
     if finetune or recipe.warmup_epochs == 0:
         changes.append("warmup_epochs=0")
     if profile.train_images:
         changes.append(f"train_images={profile.train_images}")
-    return changes
+    return changes + list(profile.overrides_of.get(preset_name, ()))
 
 
 def twin_group(group: dict, profile: Profile) -> list[dict]:
@@ -124,20 +126,20 @@ def twin_group(group: dict, profile: Profile) -> list[dict]:
                                    *_recipe_overrides(preset_name, profile, finetune_stage)]
         if "ENCODER_WEIGHTS" in parameters:
             parameters["ENCODER_WEIGHTS"] = parameters["ENCODER_WEIGHTS"].replace("{encoder}",
-                                                                                  twin_encoder(preset_name))
+                                                                                  twin_encoder(preset_name, profile))
         if "later_rounds" in twin:  # a later round's fine-tuning: the twin's fine-tuning epochs, no warm-up
             twin["round_parameters"] = {str(r): {"OVERRIDES": parameters["OVERRIDES"] + [
-                f"epochs={profile.finetune_epochs}", "warmup_epochs=0"]}
+                f"epochs={profile.finetune_epochs}", "warmup_epochs=0", *profile.overrides_of.get(preset_name, ())]}
                 for r in twin.get("rounds", []) if r > min(group.get("rounds", [0]))}
         twins.append(twin)
     return twins
 
 
-def twin_encoder(preset_name: str) -> str:
+def twin_encoder(preset_name: str, profile: Profile | None = None) -> str:
     from steelkit.recipe import preset
 
     encoder = preset(preset_name).encoder
-    return TWIN_ENCODERS.get(encoder, encoder)
+    return {**TWIN_ENCODERS, **(profile.encoders if profile else {})}.get(encoder, encoder)
 
 
 def write(out: Path, profile: Profile, source: Path = settings.SETTINGS) -> Path:

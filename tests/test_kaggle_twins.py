@@ -49,10 +49,10 @@ def test_the_demo_is_a_slice_of_the_same_twin_not_a_chain_of_its_own(tmp_path):
     config = twins.load(tmp_path, demo.DEMO)
     assert [k["slug"] for k in config["kernels"]] == [
         f"rehearse-r{r}-{name}" for r in (0, 1) for name in (
-            "train-cls-effb1-fold-0", "train-seg-unet-effb3-fold-0", "tune-thresholds", "submission")]
+            "train-cls-r34-fold-0", "train-seg-unet-effb3-fold-0", "tune-thresholds", "submission")]
     assert not any("demo" in k["slug"] for k in REAL["kernels"]), "kernels.json holds no demo chain"
     tuning = settings.find(config, "rehearse-r1-tune-thresholds")
-    assert sorted(tuning["kernels"]) == ["{user}/rehearse-r1-train-cls-effb1-fold-0",
+    assert sorted(tuning["kernels"]) == ["{user}/rehearse-r1-train-cls-r34-fold-0",
                                          "{user}/rehearse-r1-train-seg-unet-effb3-fold-0"]
     assert plan.recipe_of(settings.find(config, "rehearse-r0-train-seg-unet-effb3-fold-0")).epochs == 15
 
