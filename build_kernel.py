@@ -15,8 +15,9 @@ campaign's GPU hours, push.
     python build_kernel.py rehearse [KERNEL ...]                   every kernel's tiny twin, offline, in order
     python build_kernel.py demo [--out DIR]                        a slice of the rehearsal, scored, with pictures
 
-Each has its own --help. Kernels are declared in kernels/kernels.json (a small matrix, with pseudo-label
-rounds); their sources are jupytext percent files in kernels/; Kaggle's image is recorded in
+Each has its own --help. ``--rehearsal`` on the Kaggle commands swaps the campaign for its tiny twin as CPU
+kernels of their own (steelkit_kaggle/twins.py). Kernels are declared in kernels/kernels.json (a small matrix, with
+pseudo-label rounds); their sources are jupytext percent files in kernels/; Kaggle's image is recorded in
 kernels/kaggle-image.txt. The logic lives in steelkit_kaggle/. A mistake (a bad option, kernel, file or
 setting) gets one line naming it and exit 2.
 """

@@ -9,7 +9,7 @@ The package, in pipeline order (one module per concept; the README's table says 
 - inference: ``tta``, ``ensemble``, ``external``, ``postprocess``, ``predict``, ``submission``, ``metric``,
   ``overlay``;
 - tuning and pseudo labels: ``thresholds``, ``tuning``, ``pseudo``;
-- Kaggle and plumbing: ``budget``, ``offline``, ``atomic``, ``cli``.
+- Kaggle and plumbing: ``budget``, ``offline``, ``atomic``, ``units``, ``cli``.
 """
 
 __version__ = "0.1.0"

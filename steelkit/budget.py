@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from steelkit import atomic, timelimit
+from steelkit import atomic, timelimit, units
 from steelkit.rle import IMAGE_SHAPE
 
 T4_TFLOPS = {"resnet": 9.8, "depthwise": 2.45}  # effective fp16 TFLOP/s per family on one T4 (see above)
@@ -208,8 +208,8 @@ class TrainingEstimate:
 
     def __str__(self) -> str:
         return (f"{self.name}: {self.hours:.2f} h {self.how} ({self.epochs} epochs x "
-                f"{self.epoch / 60:.1f} min, {self.bound}-bound; start-up {self.startup / 60:.1f} min"
-                + (f", final pass {self.final / 60:.1f} min" if self.final else "") + ")")
+                f"{units.duration(self.epoch)}, {self.bound}-bound; start-up {units.duration(self.startup)}"
+                + (f", final pass {units.duration(self.final)}" if self.final else "") + ")")
 
 
 def estimate_training(recipe, n_train: int, n_valid: int, gpus: int = KAGGLE_GPUS, tflops: float | None = None,

@@ -214,9 +214,9 @@ def training_budget(args) -> int:
     result = budget.estimate_training(recipe, args.train_images - valid + args.pseudo, valid, gpus=args.gpus,
                                       measured=measured)
     parts = result.parts()
-    cap = f"{budget.SESSION_HOURS:g}-hour session"
+    cap = f"session limit of {budget.SESSION_HOURS:g} hours"
     print(f"{result}\n" + (f"fits one Kaggle {cap}" if len(parts) == 1 else
-                           f"longer than a {cap}: {len(parts)} parts of {parts} epochs"))
+                           f"longer than Kaggle's {cap}: {len(parts)} parts of {parts} epochs"))
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from steelkit import checkpoint
 from steelkit.model_input import IMAGENET_MEAN, IMAGENET_STD
 
 STAGES, OUTPUTS = ("classifier", "segmenter"), ("logits", "probabilities")
@@ -91,9 +92,7 @@ def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
             scripted = torch.jit.load(str(path), map_location=device)
     except (RuntimeError, ValueError) as error:
         raise ValueError(f"{path}: not a loadable TorchScript model ({str(error).splitlines()[0]})") from None
-    from steelkit.checkpoint import check_finite
-
-    check_finite(dict(scripted.state_dict()), path)
+    checkpoint.check_finite(dict(scripted.state_dict()), path)
     return Member(scripted, spec).to(device).eval(), spec["stage"]
 
 

@@ -118,7 +118,7 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
             if left <= 0:
                 raise ValueError(f"time limit {time_limit!r} already used up before training started")
         run_distributed(recipe, data_dir, out_dir, gpus, resume=bool(resume_from), epochs_now=epochs_now,
-                        device=device, time_limit=left)
+                        device=device, time_limit=left, echo=lambda line: print(line, flush=True))
         state, run = checkpoint.load_state(out_dir / checkpoint.LAST), checkpoint.read_run(out_dir)
         result = {"best_score": state["best"][0], "out": out_dir, "epochs_done": run["epochs_done"],
                   "history": state["history"], "stopped": run["stopped"]}

@@ -140,7 +140,8 @@ def test_choose_says_where_and_why(tmp_path, monkeypatch):
     assert where is None and "image_cache=off" in line
     monkeypatch.setattr(imagecache, "available_memory", lambda: 1_000_000)
     where, line = imagecache.choose("auto", 10_000_000, str(tmp_path))
-    assert where is None and "exceed the 0.0 GB it may use" in line and "image_cache=on forces it" in line
+    assert where is None and "10.0 MB of images exceed the 500 kB it may use" in line
+    assert "image_cache=on forces it" in line
     assert imagecache.choose("on", 10_000_000, str(tmp_path))[0] == tmp_path
     with pytest.raises(ValueError, match="image_cache 'maybe'"):
         imagecache.choose("maybe", 1)

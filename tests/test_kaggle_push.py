@@ -218,7 +218,7 @@ def test_gpu_kernels_the_weekly_quota_cannot_hold_are_refused(kaggle_api):
     assert done.returncode == 0 and _pushed() == ["steelkit-r0-train-seg-unet-effb3-fold-0"]
 
 
-CHAIN = ["steelkit-r0-train-cls-effb1-fold-0", "steelkit-r0-train-seg-fpn-effb3-fold-0", "steelkit-r0-tune-thresholds"]
+CHAIN = ["steelkit-r0-train-cls-effb1-fold-0", "steelkit-r0-train-seg-fpn-effb3-fold-3", "steelkit-r0-tune-thresholds"]
 
 
 def _record(env) -> dict:
@@ -287,7 +287,7 @@ def test_an_interrupted_chain_resumes_without_pushing_a_complete_kernel_twice(ka
     assert again.returncode == 0 and _pushed() == CHAIN, "a finished chain is not pushed again"
 
     raw = json.loads(settings.SETTINGS.read_text())  # the segmenter's source changes: it and its dependent go again
-    next(g for g in raw["groups"] if g.get("presets") == ["seg-fpn-effb3"] and 0 in g["folds"])["parameters"][
+    next(g for g in raw["groups"] if g.get("presets") == ["seg-fpn-effb3"] and 3 in g["folds"])["parameters"][
         "OVERRIDES"] = ["epochs=2"]
     (tmp_path / "kernels.json").write_text(json.dumps(raw))
     changed = push(kaggle_api, "--wait", "--settings", str(tmp_path / "kernels.json"), *CHAIN)
@@ -301,14 +301,14 @@ def test_an_interrupted_chain_resumes_without_pushing_a_complete_kernel_twice(ka
 def test_outputs_come_home_checked_and_a_missing_file_is_named(kaggle_api):
     done = push(kaggle_api, "--wait", CHAIN[1])
     assert done.returncode == 0, done.stdout + done.stderr
-    run = Path(kaggle_api["HOME"]) / "runs" / CHAIN[1] / "seg-fpn-effb3-fold0"
+    run = Path(kaggle_api["HOME"]) / "runs" / CHAIN[1] / "seg-fpn-effb3-fold3"
     for name in ("recipe.json", "best.pt", "last.pt", "metrics.csv", "oof.npz"):
-        assert (run / name).read_text() == f"{CHAIN[1]}/seg-fpn-effb3-fold0/{name}"
+        assert (run / name).read_text() == f"{CHAIN[1]}/seg-fpn-effb3-fold3/{name}"
     assert _record(kaggle_api)[CHAIN[1]]["fetched"] == str(run.parent)
-    FakeKaggle.missing[CHAIN[1]] = ["seg-fpn-effb3-fold0/oof.npz"]
+    FakeKaggle.missing[CHAIN[1]] = ["seg-fpn-effb3-fold3/oof.npz"]
     fetched = command(kaggle_api, "fetch", CHAIN[1])
     assert fetched.returncode == 1 and "Traceback" not in fetched.stderr
-    assert "its output lacks seg-fpn-effb3-fold0/oof.npz" in fetched.stderr
+    assert "its output lacks seg-fpn-effb3-fold3/oof.npz" in fetched.stderr
     assert (run / "oof.npz").is_file(), "the earlier complete download is kept"
 
 

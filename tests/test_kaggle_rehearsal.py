@@ -130,7 +130,7 @@ def test_the_tuning_notebook_writes_the_ensembles_inference_config_and_local_cv(
                            progress=printed.append)
     working = result["working"]
     assert "1 classifiers, 1 segmenters" in "".join(printed)
-    assert "out-of-fold mean Dice (local CV)" in "".join(printed)
+    assert "local CV (held-out, 8 images, 5 part(s))" in "".join(printed)
     config = InferenceConfig.load(working / "inference.json")
     assert config.tta == ("none", "hflip")
     cv = json.loads((working / "cv.json").read_text())

@@ -90,7 +90,7 @@ def test_the_rehearsal_names_a_failing_kernel_and_its_cell_then_goes_on_after_wh
                                 wheels_from=local_wheels, echo=said.append)
     text = "\n".join(said)
     assert code == 1 and "rehearse-r0-train-cls-r34-fold-0 failed in cell" in text
-    assert "train_in_kernel(" in text and "no-such-encoder" in text, text[-2000:]
+    assert "(from steelkit.launch import train_in_kernel)" in text and "no-such-encoder" in text, text[-2000:]
     assert list((tmp_path / "input").glob("*")) and not (tmp_path / "input" / "test_truth.csv").exists()
 
     fixed = twins.Profile("fixed", epochs=1)

@@ -32,7 +32,7 @@ def test_the_next_epoch_is_refused_from_the_slowest_recent_epoch_and_the_final_p
     assert deadline.next_epoch_problem([], last_epoch=True, segmenter=False) is None
     assert "final pass" in deadline.next_epoch_problem([], last_epoch=True, segmenter=True)
     now[0] = 75
-    assert "an epoch takes about 0.5 min" in deadline.next_epoch_problem([], last_epoch=False, segmenter=False)
+    assert "an epoch takes about 30 s" in deadline.next_epoch_problem([], last_epoch=False, segmenter=False)
     resumed = timelimit.Deadline(100, clock=lambda: 80.0, started=0.0)  # a resumed run: the history measured
     assert resumed.next_epoch_problem([{"seconds": 30, "val_seconds": 5}], False, False)
 
