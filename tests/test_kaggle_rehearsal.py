@@ -138,3 +138,17 @@ def test_the_tuning_notebook_writes_the_ensembles_inference_config_and_local_cv(
     assert (working / "thresholds.png").is_file() and (working / "ensemble" / "oof.npz").is_file()
     assert set(settings.outputs(settings.find(CONFIG, "steelkit-r0-tune-thresholds"))) <= \
         {p.name for p in working.iterdir()}
+
+    # the submission given that inference.json and another TTA: the tuning's TTA is used, and said so
+    rehearsal.attach(inputs, "steelkit-r0-tune-thresholds", working, "slug", "notebooks", "alice")
+    kernel = _kernel("steelkit-r0-submission", MODELS=["steelkit-r0-train-models"], TTA=["none"], BATCH_SIZE=2,
+                     PSEUDO_ROUND=0, PICTURES=0)
+    printed.clear()
+    submitted = rehearsal.run(notebooks.build(kernel, CONFIG, "alice", tmp_path / "build", echo=lambda line: None),
+                              inputs, progress=printed.append)
+    said = "".join(printed)
+    assert "TTA ['none', 'hflip'] from steelkit-r0-tune-thresholds/inference.json (the thresholds were tuned on " \
+           "it), not this notebook's TTA ['none']" in said
+    used = InferenceConfig.load(submitted["working"] / "submission.inference.json")
+    assert used.tta == ("none", "hflip") and used.batch_size == 2 and used.postprocess == config.postprocess
+    assert "local CV (held-out out-of-fold mean Dice of this ensemble)" in said
