@@ -60,3 +60,13 @@ def test_a_bad_sidecar_is_named(tmp_path):
     (tmp_path / "m.json").write_text('{"format": "torchscript", "stage": "detector"}')
     with pytest.raises(ValueError, match=r"m.json: stage 'detector'"):
         external.read_sidecar(tmp_path / "m.pt")
+
+
+def test_a_member_of_non_finite_weights_is_refused(trained, tmp_path):
+    model, _ = models.load_model(trained / "cls-tiny")
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.is_floating_point()).fill_(float("nan"))  # a diverged model
+    path = external.export(RawInput(model, 3, False), "classifier", tmp_path / "m.pt", torch.rand(1, 3, 64, 320),
+                           output="logits", channels=3, mean=[0.0] * 3, std=[1.0] * 3, max_pixel_value=255.0)
+    with pytest.raises(ValueError, match=r"m.pt: 1 of \d+ weight tensors are not finite"):
+        external.load_member(path)
