@@ -152,8 +152,6 @@ def rehearse(out: Path, profile: twins.Profile = twins.REHEARSAL, data: Data = D
         outputs.mkdir(exist_ok=True)
         shutil.move(str(result["working"]), outputs / slug)
         read_only(outputs / slug)
-        _unprotect(inputs)
-        shutil.rmtree(inputs)
         record[slug] = {"hash": digest, "seconds": round(result["seconds"], 1)}
         record_path.write_text(json.dumps(record, indent=2) + "\n")
         part = " part {}/{}".format(*kernel["part"]) if "part" in kernel else ""

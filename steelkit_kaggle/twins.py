@@ -86,8 +86,7 @@ def twin_group(group: dict, profile: Profile) -> list[dict]:
     group = json.loads(json.dumps(group))
     group["title"] = twin_title(group["title"])
     group["gpu"] = profile.gpu
-    for key in ("kernels",):
-        group[key] = [twin_title(v) for v in group.get(key, [])]
+    group["kernels"] = [twin_title(v) for v in group.get("kernels", [])]
     group["parameters"] = {k: twin_title(v) if isinstance(v, str) else v
                            for k, v in group.get("parameters", {}).items()}
     if "later_rounds" in group:
@@ -129,7 +128,7 @@ def twin_group(group: dict, profile: Profile) -> list[dict]:
                                                                                   twin_encoder(preset_name, profile))
         if "later_rounds" in twin:  # a later round's fine-tuning: the twin's fine-tuning epochs, no warm-up
             twin["round_parameters"] = {str(r): {"OVERRIDES": parameters["OVERRIDES"] + [
-                f"epochs={profile.finetune_epochs}", "warmup_epochs=0", *profile.overrides_of.get(preset_name, ())]}
+                f"epochs={profile.finetune_epochs}", "warmup_epochs=0"]}
                 for r in twin.get("rounds", []) if r > min(group.get("rounds", [0]))}
         twins.append(twin)
     return twins
