@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAGGLE_STAMP := .venv-kaggle/kaggle-image.txt
 
-.PHONY: demo rehearse test bench lint
+.PHONY: demo rehearse test bench lint gpu-wheels gpu-check
 
 # uv (steelkit_kaggle/install.py) unpacks each wheel once and hard-links it into both environments
 $(STAMP): requirements.txt
@@ -32,3 +32,15 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check steelkit steelkit_kaggle tests build_kernel.py
+
+# What only a GPU shows (tests/gpu.py). On a machine whose Python lacks smp, albumentations or
+# iterative-stratification and reaches no registry: `make gpu-wheels` here, carry gpu-wheels/ there, then
+# `make gpu-check` there (the wheels go to a private target, .gpu-site/; no virtual environment is made).
+GPU_CHECK ?= gpu-check.json
+gpu-wheels: $(STAMP)
+	$(BIN)/python -m tests.gpu_wheels --out gpu-wheels
+
+gpu-check:
+	if [ -d gpu-wheels ]; then $(PYTHON) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+		--upgrade --target .gpu-site gpu-wheels/*.whl; fi
+	PYTHONPATH=.gpu-site:. PYTHONUNBUFFERED=1 $(PYTHON) -m tests.gpu --out $(GPU_CHECK)

@@ -29,6 +29,7 @@ import os
 import sys
 from pathlib import Path
 
+from steelkit import budget
 from steelkit_kaggle import (
     campaign,
     demo,
@@ -53,7 +54,7 @@ def load(args) -> dict:
     (``twins.KAGGLE``: a subset of the real training images, no GPU quota), written to <out>/rehearsal/."""
     if getattr(args, "rehearsal", False):
         return twins.load(args.out / "rehearsal", twins.KAGGLE, args.settings)
-    return plan.load(args.settings)
+    return plan.load(args.settings, budget.read_rates(args.rates) if getattr(args, "rates", None) else None)
 
 
 def find(config: dict, name: str) -> dict:
@@ -189,6 +190,9 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--rehearsal", action="store_true",
                         help="the campaign's tiny twin as CPU kernels of their own ('rehearse ...' titles), training "
                              "on a subset of the real images: proves the wiring on Kaggle for no GPU quota")
+    common.add_argument("--rates", type=Path, metavar="GPU_CHECK_JSON",
+                        help="GPU throughputs measured by `python -m tests.gpu` (carried to a T4) instead of the "
+                             "estimated ones: in every kernel's hours and in the split into sessions")
 
     def add(name: str, run, help_text: str, parents=(common,)):
         p = sub.add_parser(name, help=help_text, description=help_text, parents=list(parents))

@@ -46,6 +46,69 @@ STARTUP_SECONDS = 120.0  # wheels installed (~60 s) + the notebook started and i
 SESSION_HOURS = timelimit.KERNEL_LIMIT / 3600  # what a training session may use: the notebooks stop by it
 
 
+# Peak dense FP16/BF16 tensor TFLOP/s and memory bandwidth (GB/s) of the GPUs a check may run on (NVIDIA's
+# datasheets). A rate measured on one is carried to a T4 by the two devices' ratio for its family: peak FLOP/s
+# for the ResNets (compute-bound), bandwidth for the depthwise family (memory-bound). A large GPU at the
+# recipes' batch sizes reaches a smaller share of its peak than a T4 does: a carried figure errs slow.
+DEVICES = {"T4": (65.0, 320.0), "P100": (18.7, 732.0), "V100": (125.0, 900.0), "A10": (125.0, 600.0),
+           "L4": (121.0, 300.0), "A100": (312.0, 2039.0), "H100": (989.0, 3350.0), "H200": (989.0, 4800.0)}
+DEVICES_SOURCE = ("NVIDIA's datasheets: dense FP16/BF16 tensor TFLOP/s for the ResNets, memory bandwidth for the "
+                  "depthwise family")
+
+
+def device_spec(name: str) -> tuple[str, tuple[float, float]] | None:
+    """(model, (peak TFLOP/s, GB/s)) of a GPU named as torch names it ("NVIDIA H200", "Tesla T4"), else None."""
+    for token in name.upper().replace("-", " ").split():
+        if token in DEVICES:
+            return token, DEVICES[token]
+    return None
+
+
+def to_t4(family_name: str, device: str) -> float:
+    """The factor that carries a rate of ``family_name`` measured on ``device`` to a T4 (see DEVICES)."""
+    found = device_spec(device)
+    if found is None:
+        raise ValueError(f"device {device!r}: its peak figures are unknown (known: {', '.join(DEVICES)}), so a rate "
+                         "measured there cannot be carried to a T4")
+    (tflops, bandwidth), (t4_tflops, t4_bandwidth) = found[1], DEVICES["T4"]
+    return t4_tflops / tflops if family_name == "resnet" else t4_bandwidth / bandwidth
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Effective T4 TFLOP/s per family: ``inference`` (forward passes) and ``training`` (a step counted as
+    TRAIN_STEP_FACTOR forwards), and where they come from."""
+
+    inference: dict
+    training: dict
+    how: str = "estimated from published figures"
+
+
+ESTIMATED = Rates(dict(T4_TFLOPS), dict(T4_TFLOPS))
+
+
+def read_rates(path: str | os.PathLike) -> Rates:
+    """The rates a GPU check (``python -m tests.gpu``) measured, carried to a T4; a family it did not measure
+    keeps its estimate, and ``how`` says which is which."""
+    path = Path(path)
+    try:
+        rates = json.loads(path.read_text())["rates"]
+        device, measured = rates["device"], {kind: rates[f"{kind}_tflops"] for kind in ("inference", "training")}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"rates {path}: no such file (python -m tests.gpu writes gpu-check.json)") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"rates {path}: not a GPU check's record with measured rates ({error!r})") from None
+    if device_spec(device) is None:
+        to_t4("", device)  # raises, naming the device
+    carried = {kind: {f: float(measured[kind][f]) * to_t4(f, device) if f in measured[kind] else T4_TFLOPS[f]
+                      for f in T4_TFLOPS} for kind in measured}
+    guessed = sorted({f for kind in measured for f in T4_TFLOPS if f not in measured[kind]})
+    factors = ", ".join(f"{f} x{to_t4(f, device):.3f}" for f in T4_TFLOPS)
+    how = (f"measured on {device} ({path.name}) and carried to a T4 by {factors} ({DEVICES_SOURCE})"
+           + (f"; {', '.join(guessed)} still estimated" if guessed else ""))
+    return Rates(carried["inference"], carried["training"], how)
+
+
 def family(recipe) -> str:
     """The throughput family of a recipe's encoder."""
     name = recipe.encoder.lower()
@@ -117,9 +180,10 @@ def train_step_flops(recipe, shape: tuple[int, int]) -> float:
 
 
 def estimate(recipes, n_images: int, tta_modes: int = 3, tflops: float | None = None, gpus: int = KAGGLE_GPUS,
-             shape: tuple[int, int] = IMAGE_SHAPE) -> Estimate:
+             shape: tuple[int, int] = IMAGE_SHAPE, rates: Rates | None = None) -> Estimate:
     """The submission kernel's time for an ensemble of ``recipes`` (both stages) on ``n_images``, from the
-    family throughputs above (or one ``tflops`` for all)."""
+    family throughputs above, or measured ``rates`` (or one ``tflops`` for all)."""
+    rates = rates or ESTIMATED
     cache: dict = {}
     total, seconds = 0.0, {}
     for recipe in recipes:
@@ -127,12 +191,13 @@ def estimate(recipes, n_images: int, tta_modes: int = 3, tflops: float | None = 
             cache[recipe] = model_flops(recipe, shape)
         flop = cache[recipe] * tta_modes * n_images
         total += flop
-        rate = (tflops or T4_TFLOPS[family(recipe)]) * 1e12 * gpus
+        rate = (tflops or rates.inference[family(recipe)]) * 1e12 * gpus
         seconds[recipe.stage] = seconds.get(recipe.stage, 0.0) + flop / rate
     seconds["cpu"] = PER_IMAGE_SECONDS * n_images
     return Estimate(minutes=sum(seconds.values()) / 60, tflop=total / 1e12, images=n_images,
                     per_stage={stage: s / 60 for stage, s in seconds.items()},
-                    how=f"estimated on {gpus} T4{'s' if gpus > 1 else ''}")
+                    how=f"estimated on {gpus} T4{'s' if gpus > 1 else ''}"
+                        + (f" from rates {rates.how}" if rates is not ESTIMATED and not tflops else ""))
 
 
 def measure(models, n_images: int, tta_modes: int = 3, batch_size: int = 8, device: str | None = None,
@@ -213,16 +278,19 @@ class TrainingEstimate:
 
 
 def estimate_training(recipe, n_train: int, n_valid: int, gpus: int = KAGGLE_GPUS, tflops: float | None = None,
-                      shape: tuple[int, int] = IMAGE_SHAPE, measured: dict | None = None) -> TrainingEstimate:
+                      shape: tuple[int, int] = IMAGE_SHAPE, measured: dict | None = None,
+                      rates: Rates | None = None) -> TrainingEstimate:
     """A training kernel's time on ``gpus`` T4s for ``n_train`` training rows (pseudo rows included) and
     ``n_valid`` validation images of ``shape``. ``measured`` ({"train_item", "valid_item"} GPU seconds per
-    item on one device, {"loader_item"} one core's seconds per training item) replaces the assumptions."""
-    measured = measured or {}
+    item on one device, {"loader_item"} one core's seconds per training item) replaces the assumptions;
+    ``rates`` (a GPU check's, ``read_rates``) replaces the family throughputs."""
+    measured, rates = measured or {}, rates or ESTIMATED
     crop = (recipe.crop_height or shape[0], recipe.crop_width or shape[1])
-    rate = (tflops or T4_TFLOPS[family(recipe)]) * 1e12
+    train_rate = (tflops or rates.training[family(recipe)]) * 1e12
+    valid_rate = (tflops or rates.inference[family(recipe)]) * 1e12
     scaling = gpus * (DDP_EFFICIENCY if gpus > 1 else 1.0)  # gradients all-reduced every step
-    train_item = measured.get("train_item", train_step_flops(recipe, crop) / rate) / scaling
-    valid_item = measured.get("valid_item", model_flops(recipe, shape) / rate) / gpus  # no all-reduce
+    train_item = measured.get("train_item", train_step_flops(recipe, crop) / train_rate) / scaling
+    valid_item = measured.get("valid_item", model_flops(recipe, shape) / valid_rate) / gpus  # no all-reduce
     loader_item = measured.get("loader_item", LOADER_SECONDS["train"]) / KAGGLE_CPU_CORES
     loader_full = LOADER_SECONDS["full"] * loader_item / LOADER_SECONDS["train"]
     gpu_epoch, loader_epoch = n_train * train_item, n_train * loader_item
@@ -233,14 +301,16 @@ def estimate_training(recipe, n_train: int, n_valid: int, gpus: int = KAGGLE_GPU
         name=f"{recipe.name} fold {recipe.fold}", epochs=recipe.epochs, train_epoch=max(gpu_epoch, loader_epoch),
         valid_epoch=valid_epoch, final=final, startup=startup,
         bound="GPU" if gpu_epoch >= loader_epoch else "loader",
-        how=("measured" if measured else "estimated") + f" on {gpus} T4{'s' if gpus > 1 else ''}")
+        how=("measured" if measured else "estimated") + f" on {gpus} T4{'s' if gpus > 1 else ''}"
+            + (f" from rates {rates.how}" if rates is not ESTIMATED and not measured else ""))
 
 
 def estimate_tuning(members: list[tuple], n_images: int, tta_modes: int = 3, gpus: int = KAGGLE_GPUS,
-                    shape: tuple[int, int] = IMAGE_SHAPE) -> float:
+                    shape: tuple[int, int] = IMAGE_SHAPE, rates: Rates | None = None) -> float:
     """Seconds of the tuning kernel: every member (recipe, images it held out) predicts its held-out images
     with TTA at full resolution, then the ensemble's tables are labelled for ``n_images``; plus start-up."""
-    gpu = sum(images * tta_modes * model_flops(recipe, shape) / (T4_TFLOPS[family(recipe)] * 1e12 * gpus)
+    rates = rates or ESTIMATED
+    gpu = sum(images * tta_modes * model_flops(recipe, shape) / (rates.inference[family(recipe)] * 1e12 * gpus)
               for recipe, images in members)
     loader = n_images * (LOADER_SECONDS["full"] + DECODE_SECONDS) / KAGGLE_CPU_CORES  # not cached: decoded
     return STARTUP_SECONDS + max(gpu, loader) + n_images * TABLES_SECONDS
@@ -254,14 +324,14 @@ def measure_training(recipe, device: str | None = None, steps: int = 3, shape: t
 
     from steelkit.losses import build_loss
     from steelkit.models import build_model
-    from steelkit.train import build_optimizer
+    from steelkit.train import build_optimizer, make_scaler
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch = batch_size or recipe.batch_size
     crop = (recipe.crop_height or shape[0], recipe.crop_width or shape[1])
     model = build_model(recipe, load_weights=False).to(device).train()
     optimizer, loss_fn = build_optimizer(model, recipe), build_loss(recipe).to(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and recipe.amp)
+    scaler = make_scaler(device, recipe)
     images = torch.rand(batch, 3, *crop, device=device)
     target = torch.zeros((batch, 4) if recipe.stage == "classifier" else (batch, 4, *crop), device=device)
 

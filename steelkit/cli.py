@@ -198,9 +198,16 @@ def cmd_budget(args) -> int:
                                 args.batch_size, args.device)
     else:
         recipes = [models.load_model(path)[1] for path in paths]
-        result = budget.estimate(recipes, args.images, args.tta, gpus=args.gpus)
+        result = budget.estimate(recipes, args.images, args.tta, gpus=args.gpus, rates=rates_of(args))
     print(result)
     return 1 if result.over_limit else 0
+
+
+def rates_of(args):
+    """``--rates``: a GPU check's measured throughputs, carried to a T4 (None: the estimates)."""
+    from steelkit import budget
+
+    return budget.read_rates(args.rates) if args.rates else None
 
 
 def training_budget(args) -> int:
@@ -212,7 +219,7 @@ def training_budget(args) -> int:
     valid = args.train_images // recipe.n_folds
     measured = budget.measure_training(recipe, args.device) if args.measure else None
     result = budget.estimate_training(recipe, args.train_images - valid + args.pseudo, valid, gpus=args.gpus,
-                                      measured=measured)
+                                      measured=measured, rates=rates_of(args))
     parts = result.parts()
     cap = f"session limit of {budget.SESSION_HOURS:g} hours"
     print(f"{result}\n" + (f"fits one Kaggle {cap}" if len(parts) == 1 else
@@ -326,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", type=int, default=3, help="TTA modes")
     p.add_argument("--gpus", type=int, default=2, help="with the estimate: GPUs sharing the ensemble")
     p.add_argument("--measure", action="store_true", help="time the models on this machine's device instead")
+    p.add_argument("--rates", metavar="GPU_CHECK_JSON", help="with the estimate: the throughputs a GPU check "
+                   "measured (python -m tests.gpu), carried to a T4, instead of the published figures")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device")
     p.set_defaults(run=cmd_budget)

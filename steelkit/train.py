@@ -211,6 +211,11 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, recipe, context, 
     return {"train_loss": float(total) / count, "steps": steps, "lr": lr}
 
 
+def make_scaler(device: torch.device, recipe: Recipe) -> torch.amp.GradScaler:
+    """Mixed precision's loss scaler: enabled on CUDA when the recipe asks for AMP, a pass-through elsewhere."""
+    return torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and recipe.amp)
+
+
 def resume_scaler(scaler, saved: dict) -> None:
     """The AMP scaler's state from ``last.pt``, on any device: a run saved on the CPU (its scaler disabled
     saves ``{}``) resumes on CUDA with AMP from a fresh scale; a CUDA run resumed on the CPU ignores it."""
@@ -338,7 +343,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         if context.distributed else model
     optimizer = build_optimizer(model, recipe)
     steps_per_epoch = steps_in(len(train_loader), accumulation)
-    scaler = torch.amp.GradScaler(context.device.type, enabled=context.device.type == "cuda" and recipe.amp)
+    scaler = make_scaler(context.device, recipe)
     loss_fn = build_loss(recipe).to(context.device)
 
     start, best, history = 0, (-math.inf, -math.inf), []

@@ -30,34 +30,38 @@ def recipe_of(kernel: dict):
     return override(preset(parameters["PRESET"]), [f"fold={parameters['FOLD']}", *parameters.get("OVERRIDES", [])])
 
 
-def training_estimate(kernel: dict, campaign: dict) -> budget.TrainingEstimate:
-    """A training kernel's whole run (every part of it) on Kaggle's T4s."""
+def training_estimate(kernel: dict, campaign: dict, rates: budget.Rates | None = None) -> budget.TrainingEstimate:
+    """A training kernel's whole run (every part of it) on Kaggle's T4s (``rates``: measured ones)."""
     recipe = recipe_of(kernel)
     images = campaign.get("train_images", 12568)
     valid = images // recipe.n_folds
     pseudo = campaign.get("pseudo_images", 0) if kernel["parameters"].get("PSEUDO_LABELS") else 0
-    return budget.estimate_training(recipe, images - valid + pseudo, valid)
+    return budget.estimate_training(recipe, images - valid + pseudo, valid, rates=rates)
 
 
-def parts_of(campaign: dict):
+def parts_of(campaign: dict, rates: budget.Rates | None = None):
     """For ``settings.load``: a GPU training kernel's epochs per session when one session cannot hold it."""
     def parts(kernel: dict):
         if not kernel["gpu"]:
             return None
-        split = training_estimate(kernel, campaign).parts(budget.SESSION_HOURS)
+        split = training_estimate(kernel, campaign, rates).parts(budget.SESSION_HOURS)
         return split if len(split) > 1 else None
     return parts
 
 
-def load(path: Path = settings.SETTINGS) -> dict:
-    """kernels.json expanded, with every kernel longer than a session split into parts."""
+def load(path: Path = settings.SETTINGS, rates: budget.Rates | None = None) -> dict:
+    """kernels.json expanded, with every kernel longer than a session split into parts; ``rates`` (a GPU
+    check's, ``budget.read_rates``) replace the estimated throughputs in the split and in every kernel's
+    hours (``config["rates"]``)."""
     import json
 
     try:
         campaign = json.loads(Path(path).read_text()).get("campaign", {})
     except (OSError, ValueError) as error:
         raise settings.SettingsError(f"{path}: {error}") from None
-    return settings.load(path, parts_of(campaign))
+    config = settings.load(path, parts_of(campaign, rates))
+    config["rates"] = rates or budget.ESTIMATED
+    return config
 
 
 def gpu_hours(kernel: dict, config: dict) -> float:
@@ -65,8 +69,9 @@ def gpu_hours(kernel: dict, config: dict) -> float:
     if not kernel["gpu"]:
         return 0.0
     campaign, source = config.get("campaign", {}), Path(kernel["source"]).name
+    rates = config.get("rates")
     if source.startswith("train_"):
-        whole = training_estimate(kernel, campaign)
+        whole = training_estimate(kernel, campaign, rates)
         if "part" not in kernel:
             return whole.hours
         last = settings.is_last_part(kernel)
@@ -76,11 +81,11 @@ def gpu_hours(kernel: dict, config: dict) -> float:
     if source == "tune.py":
         images = campaign.get("train_images", 12568)
         held = [(r, images // r.n_folds) for r in recipes]
-        return budget.estimate_tuning(held, images, kernel.get("budget", {}).get("tta", 3)) / 3600
+        return budget.estimate_tuning(held, images, kernel.get("budget", {}).get("tta", 3), rates=rates) / 3600
     if source == "submission.py":
         spec = kernel.get("budget", {})
         return budget.estimate(recipes, spec.get("test_images", campaign.get("test_images", 5506)),
-                               spec.get("tta", 3)).minutes / 60
+                               spec.get("tta", 3), rates=rates).minutes / 60
     return 0.0
 
 
@@ -130,7 +135,7 @@ def plan(config: dict, chosen: list[dict], quota: dict | None = None, sessions: 
     placed = schedule([(r["kernel"]["slug"], r["hours"], r["waits"]) for r in rows], weekly, sessions,
                       quota["remaining"] if quota else None)
     return {"rows": rows, "total": sum(r["hours"] for r in rows), "weekly": weekly, "sessions": sessions,
-            "quota": quota, "placed": placed}
+            "quota": quota, "placed": placed, "rates": config.get("rates") or budget.ESTIMATED}
 
 
 def format_plan(result: dict) -> str:
@@ -152,7 +157,10 @@ def format_plan(result: dict) -> str:
     weeks = max((p[2] for p in result["placed"].values()), default=0) + 1
     lines += ["", f"total: {result['total']:.1f} GPU hours for {len(result['rows'])} kernels ({said}); "
                   f"{weeks} week{'s' if weeks > 1 else ''} at {result['sessions']} GPU sessions at once "
-                  "(an assumption, kernels.json's campaign.gpu_sessions)"]
+                  "(an assumption, kernels.json's campaign.gpu_sessions)",
+              f"GPU throughputs: {result['rates'].how}"
+              + (" (--rates gpu-check.json replaces them with measured ones)"
+                 if result["rates"] is budget.ESTIMATED else "")]
     for week in range(weeks):
         slugs = [s for s, p in result["placed"].items() if p[2] == week]
         hours = sum(r["hours"] for r in result["rows"] if r["kernel"]["slug"] in slugs)
