@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import torch
 
-# each flip is its own inverse
-TRANSFORMS = {
-    "none": lambda x: x,
-    "hflip": lambda x: x.flip(-1),
-    "vflip": lambda x: x.flip(-2),
-}
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _hflip(x: torch.Tensor) -> torch.Tensor:
+    return x.flip(-1)
+
+
+def _vflip(x: torch.Tensor) -> torch.Tensor:
+    return x.flip(-2)
+
+
+# mode -> (augment the input, de-augment the output map); each flip is its own inverse
+TRANSFORMS = {"none": (_same, _same), "hflip": (_hflip, _hflip), "vflip": (_vflip, _vflip)}
 
 
 def check_modes(modes) -> tuple[str, ...]:
@@ -28,8 +37,8 @@ def predict(model, images: torch.Tensor, modes=("none", "hflip", "vflip"), spati
     """
     total = None
     for mode in check_modes(modes):
-        flip = TRANSFORMS[mode]
-        probs = model(flip(images)).float().sigmoid()
-        probs = flip(probs) if spatial else probs
+        augment, deaugment = TRANSFORMS[mode]
+        probs = model(augment(images)).float().sigmoid()
+        probs = deaugment(probs) if spatial else probs
         total = probs if total is None else total + probs
     return total / len(modes)
