@@ -74,6 +74,27 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_weights_of_nans(m
     assert not (tmp_path / "nan" / "best.pt").exists() and not (tmp_path / "nan" / "last.pt").exists()
 
 
+def test_a_non_finite_validation_loss_stops_the_run_and_is_never_the_best_epoch(mini, tmp_path, monkeypatch):
+    from steelkit import validation
+
+    real, calls = validation.scores_and_oof, []
+
+    def dead_in_epoch_two(merged, stage):
+        result = real(merged, stage)
+        calls.append(stage)
+        if len(calls) == 2:  # a model whose outputs went NaN: its all-empty masks score well, its loss is NaN
+            result["scores"].update(val_loss=float("nan"), score=1.0)
+        return result
+
+    monkeypatch.setattr(validation, "scores_and_oof", dead_in_epoch_two)
+    recipe = _tiny("seg-tiny", epochs=3, n_folds=3, batch_size=4, effective_batch=4)
+    with pytest.raises(train.Diverged, match=r"epoch 2, step \d+: validation loss nan.*last.pt holds epoch 1"):
+        train.train(recipe, mini, tmp_path, device="cpu")
+    assert checkpoint.load_state(tmp_path / "best.pt")["epoch"] == 0, "the dead epoch never became the best"
+    assert checkpoint.load_state(tmp_path / "last.pt")["epoch"] == 0
+    assert len(pd.read_csv(tmp_path / "metrics.csv")) == 1
+
+
 def test_a_checkpoint_of_non_finite_weights_is_never_loaded(mini, tmp_path):
     model = models.build_model(_tiny("cls-tiny"), load_weights=False)
     state = model.state_dict()
