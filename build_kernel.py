@@ -27,9 +27,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 
-from steelkit import budget
+from steelkit import atomic, budget
+from steelkit.errors import REPORT, UserError
 from steelkit_kaggle import (
     campaign,
     demo,
@@ -279,13 +281,17 @@ def main(argv: list[str] | None = None) -> int:
     except push.PushError as error:
         print(f"build_kernel: {error}", file=sys.stderr)
         return 1
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, RuntimeError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        print(f"build_kernel: error: {message}", file=sys.stderr)
+    except (UserError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+            atomic.WriteError) as error:
+        print(f"build_kernel: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("build_kernel: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 (steelkit's own bug: shown whole, then asked to be reported)
+        traceback.print_exc()
+        print(f"build_kernel: {REPORT}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ import numpy as np
 
 from steelkit import rle as rle_lib
 
-LIMIT = 0.2  # albumentations' RandomBrightnessContrast limits (brightness by the max value), as the seed used
-
 
 @dataclass(frozen=True)
 class Augment:
@@ -34,6 +32,7 @@ class Augment:
     hflip: float = 0.5
     vflip: float = 0.5
     brightness_contrast: float = 0.5
+    limit: float = 0.2  # RandomBrightnessContrast's limits (brightness by the max value): the recipe's
 
 
 @dataclass(frozen=True)
@@ -55,19 +54,20 @@ def train_augment(recipe, image_shape: tuple[int, int]) -> Augment:
     """The recipe's augmentation for images of ``image_shape`` (a crop larger than the image is the image)."""
     height, width = image_shape
     crop = (min(recipe.crop_height or height, height), min(recipe.crop_width or width, width))
-    return Augment(crop, recipe.blackout, recipe.hflip, recipe.vflip, recipe.brightness_contrast)
+    return Augment(crop, recipe.blackout, recipe.hflip, recipe.vflip, recipe.brightness_contrast,
+                   recipe.brightness_contrast_limit)
 
 
 def draw(augment: Augment, image_shape: tuple[int, int], rng: np.random.Generator) -> Draw:
-    """The draws of one item, always the same eight numbers in the same order (the stream's layout does not
-    depend on what fired)."""
+    """The draws of one item, always the same nine numbers in the same order (eight at once, then the
+    blackout's pick): the stream's layout does not depend on what fired."""
     u = rng.random(8)
     height, width = image_shape
     top = int(u[0] * (height - augment.crop[0] + 1))
     left = int(u[1] * (width - augment.crop[1] + 1))
     adjust = bool(u[5] < augment.brightness_contrast)
-    alpha = 1.0 + (2 * u[6] - 1) * LIMIT if adjust else 1.0
-    beta = (2 * u[7] - 1) * LIMIT * 255 if adjust else 0.0
+    alpha = 1.0 + (2 * u[6] - 1) * augment.limit if adjust else 1.0
+    beta = (2 * u[7] - 1) * augment.limit * 255 if adjust else 0.0
     return Draw(top, left, bool(u[2] < augment.hflip), bool(u[3] < augment.vflip), bool(u[4] < augment.blackout),
                 float(rng.random()), alpha, beta)
 

@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 from steelkit import atomic, timelimit, units
+from steelkit.errors import UserError
 from steelkit.rle import IMAGE_SHAPE
 
 T4_TFLOPS = {"resnet": 9.8, "depthwise": 2.45}  # effective fp16 TFLOP/s per family on one T4 (see above)
@@ -68,7 +69,7 @@ def to_t4(family_name: str, device: str) -> float:
     """The factor that carries a rate of ``family_name`` measured on ``device`` to a T4 (see DEVICES)."""
     found = device_spec(device)
     if found is None:
-        raise ValueError(f"device {device!r}: its peak figures are unknown (known: {', '.join(DEVICES)}), so a rate "
+        raise UserError(f"device {device!r}: its peak figures are unknown (known: {', '.join(DEVICES)}), so a rate "
                          "measured there cannot be carried to a T4")
     (tflops, bandwidth), (t4_tflops, t4_bandwidth) = found[1], DEVICES["T4"]
     return t4_tflops / tflops if family_name == "resnet" else t4_bandwidth / bandwidth
@@ -97,7 +98,7 @@ def read_rates(path: str | os.PathLike) -> Rates:
     except FileNotFoundError:
         raise FileNotFoundError(f"rates {path}: no such file (python -m tests.gpu writes gpu-check.json)") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"rates {path}: not a GPU check's record with measured rates ({error!r})") from None
+        raise UserError(f"rates {path}: not a GPU check's record with measured rates ({error!r})") from None
     if device_spec(device) is None:
         to_t4("", device)  # raises, naming the device
     carried = {kind: {f: float(measured[kind][f]) * to_t4(f, device) if f in measured[kind] else T4_TFLOPS[f]
@@ -257,7 +258,7 @@ class TrainingEstimate:
         ``cap_hours``; one part when the whole run fits."""
         cap = cap_hours * 3600
         if self.startup + self.epoch + self.final > cap:
-            raise ValueError(f"{self.name}: one epoch ({self.epoch / 3600:.1f} h with start-up and the final "
+            raise UserError(f"{self.name}: one epoch ({self.epoch / 3600:.1f} h with start-up and the final "
                              f"pass) does not fit a {cap_hours:g}-hour session")
         if self.seconds <= cap:
             return [self.epochs]

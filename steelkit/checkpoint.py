@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from steelkit import atomic
+from steelkit.errors import UserError
 
 BEST, LAST, RUN = "best.pt", "last.pt", "run.json"
 
@@ -45,13 +46,13 @@ def load_state(path: str | os.PathLike) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()[-1][:200] if str(error).strip() else type(error).__name__
-        raise ValueError(f"checkpoint {path}: refused, it holds more than tensors and plain values (loading it "
+        raise UserError(f"checkpoint {path}: refused, it holds more than tensors and plain values (loading it "
                          f"could run code it carries; steelkit loads weights only): {reason}") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise ValueError(f"checkpoint {path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
+        raise UserError(f"checkpoint {path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
     if not isinstance(state, dict) or "model" not in state or "recipe" not in state:
-        raise ValueError(f"checkpoint {path}: not a steelkit checkpoint (expected a dict with model and recipe)")
+        raise UserError(f"checkpoint {path}: not a steelkit checkpoint (expected a dict with model and recipe)")
     check_finite(state["model"], path)
     return state
 
@@ -62,7 +63,7 @@ def check_finite(tensors: dict, where) -> None:
     bad = [name for name, value in tensors.items()
            if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
     if bad:
-        raise ValueError(f"{where}: {len(bad)} of {len(tensors)} weight tensors are not finite (NaN or infinity), "
+        raise UserError(f"{where}: {len(bad)} of {len(tensors)} weight tensors are not finite (NaN or infinity), "
                          f"e.g. {bad[0]}: the run that wrote it diverged; retrain it (a lower lr, amp=false, or "
                          "checked labels)")
 
@@ -83,10 +84,10 @@ def read_run(folder: str | os.PathLike) -> dict:
     try:
         state = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path}: missing; the run never reached its end (or a steelkit before run.json made "
+        raise UserError(f"{path}: missing; the run never reached its end (or a steelkit before run.json made "
                          "it)") from None
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not readable ({error})") from None
+        raise UserError(f"{path}: not readable ({error})") from None
     if not isinstance(state, dict) or not {"finished", "epochs_done", "epochs"} <= set(state):
-        raise ValueError(f"{path}: expected finished, epochs_done and epochs")
+        raise UserError(f"{path}: expected finished, epochs_done and epochs")
     return state

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
 from tqdm import tqdm
 
-from steelkit import atomic
+from steelkit import atomic, errors
 from steelkit import rle as rle_lib
+from steelkit.errors import UserError
 from steelkit.recipe import PRESETS
 
 
@@ -41,7 +43,7 @@ def cmd_synth(args) -> int:
     from steelkit import realism, synthetic
 
     if args.out is None and not args.compare:
-        raise ValueError("name the folder to write the competition to (OUT), or --compare REAL_DIR")
+        raise UserError("name the folder to write the competition to (OUT), or --compare REAL_DIR")
     if args.compare and not Path(args.compare).is_dir():
         raise FileNotFoundError(f"--compare {args.compare}: no such folder of real images")
     config = synthetic.SynthConfig(n_train=args.train, n_test=args.test, seed=args.seed, height=args.shape[0],
@@ -190,7 +192,7 @@ def cmd_budget(args) -> int:
     if args.train:
         return training_budget(args)
     if not args.segmenters:
-        raise ValueError("budget: give --segmenters (the submission's ensemble) or --train PRESET")
+        raise UserError("budget: give --segmenters (the submission's ensemble) or --train PRESET")
     paths = ensemble.find_checkpoints((args.classifiers or []) + args.segmenters)
     if args.measure:
         loaded = [models.load_model(path) for path in paths]
@@ -342,9 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# A user's mistake (a bad file, row, value or option) surfaces as one of these, with a message that names
-# it: one line and exit 2. Anything else is steelkit's own bug and keeps its traceback.
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+# A user's mistake (a bad file, row, value or option: steelkit.errors) and the OS's refusals of a named file
+# surface as one of these, with a message that names it: one line and exit 2. Anything else is steelkit's own
+# bug: its traceback, a line asking for a report, exit 1.
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
                PermissionError, atomic.WriteError)
 
 
@@ -363,11 +366,14 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = show
             return args.run(args)
     except USER_ERRORS as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        print(f"steelkit {args.command}: error: {message}", file=sys.stderr)
+        print(f"steelkit {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = " (run it again with --resume: it continues from the last finished epoch)" \
             if args.command == "train" else ""
         print(f"steelkit {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 (steelkit's own bug: shown whole, then asked to be reported)
+        traceback.print_exc()
+        print(f"steelkit {args.command}: {errors.REPORT}", file=sys.stderr)
+        return 1

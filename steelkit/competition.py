@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from steelkit import rle as rle_lib
+from steelkit.errors import UserError
 
 CLASSES = (1, 2, 3, 4)
 RLE_COLUMNS = tuple(f"rle_{c}" for c in CLASSES)
@@ -35,7 +36,7 @@ def detect_schema(columns) -> str:
         return WIDE
     if names == set(LONG_COLUMNS):
         return LONG
-    raise ValueError(f"unknown columns {list(columns)}; expected {','.join(WIDE_COLUMNS)} "
+    raise UserError(f"unknown columns {list(columns)}; expected {','.join(WIDE_COLUMNS)} "
                      f"or {','.join(LONG_COLUMNS)}")
 
 
@@ -47,9 +48,9 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: empty file (expected a header and rows)") from None
+        raise UserError(f"{path}: empty file (expected a header and rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not a readable CSV ({str(error).strip()})") from None
+        raise UserError(f"{path}: not a readable CSV ({str(error).strip()})") from None
 
 
 def read_table(path: str | os.PathLike, sample: bool = False) -> tuple[pd.DataFrame, str, list[str]]:
@@ -69,7 +70,7 @@ def read_table(path: str | os.PathLike, sample: bool = False) -> tuple[pd.DataFr
         erased = (class_ids == 0) & (frame["EncodedPixels"].str.strip() != "").to_numpy()
         if erased.any() and not sample:
             row = int(np.argmax(erased))
-            raise ValueError(f"{path}, row {row + 2}: image {image_ids[row]} has ClassId 0 on a row with a defect "
+            raise UserError(f"{path}, row {row + 2}: image {image_ids[row]} has ClassId 0 on a row with a defect "
                              f"(EncodedPixels {frame['EncodedPixels'].iloc[row][:30]!r}); classes are 1-4, and 0 "
                              "is valid only in today's sample_submission.csv")
     rles = frame["EncodedPixels"].to_numpy(dtype=object)
@@ -80,7 +81,7 @@ def _split_wide_keys(frame: pd.DataFrame, path: Path) -> tuple[np.ndarray, np.nd
     parts = frame["ImageId_ClassId"].str.rsplit("_", n=1, expand=True)
     if parts.shape[1] != 2 or parts[1].isna().any():
         row = int(np.argmax(parts[1].isna().to_numpy())) if parts.shape[1] == 2 else 0
-        raise ValueError(f"{path}, row {row + 2}: ImageId_ClassId {frame['ImageId_ClassId'].iloc[row]!r} "
+        raise UserError(f"{path}, row {row + 2}: ImageId_ClassId {frame['ImageId_ClassId'].iloc[row]!r} "
                          "is not <image>_<class>")
     return parts[0].to_numpy(dtype=object), _parse_class_ids(parts[1], path, allowed=CLASSES)
 
@@ -90,7 +91,7 @@ def _parse_class_ids(values: pd.Series, path: Path, allowed: tuple[int, ...]) ->
     bad = numbers.isna() | ~numbers.isin(allowed)
     if bad.any():
         row = int(np.argmax(bad.to_numpy()))
-        raise ValueError(f"{path}, row {row + 2}: class {values.iloc[row]!r} is not one of {list(allowed)}")
+        raise UserError(f"{path}, row {row + 2}: class {values.iloc[row]!r} is not one of {list(allowed)}")
     return numbers.to_numpy(dtype=np.int64)
 
 
@@ -103,7 +104,7 @@ def _canonical(path: Path, image_ids: np.ndarray, class_ids: np.ndarray, rles: n
     duplicated = keys.duplicated()
     if duplicated.any():
         row = int(np.flatnonzero(defect)[int(np.argmax(duplicated.to_numpy()))])
-        raise ValueError(f"{path}, row {row + 2}: image {image_ids[row]} class {class_ids[row]} appears twice")
+        raise UserError(f"{path}, row {row + 2}: image {image_ids[row]} class {class_ids[row]} appears twice")
     rows = position[image_ids[defect]].to_numpy()
     for class_id in CLASSES:
         chosen = class_ids[defect] == class_id
@@ -154,7 +155,7 @@ def refuse_images(problems: list[str], total: int) -> None:
     if problems:
         listed = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise ValueError(f"{len(problems)} of {total} training images cannot be used:\n  {listed}{more}")
+        raise UserError(f"{len(problems)} of {total} training images cannot be used:\n  {listed}{more}")
 
 
 def decode_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
@@ -166,7 +167,7 @@ def decode_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise ValueError(f"image {path}: not a readable image ({data.size} bytes)")
+        raise UserError(f"image {path}: not a readable image ({data.size} bytes)")
     return image[:, :, None] if grayscale else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -225,7 +226,7 @@ def agreed_shape(paths, what: str = "images") -> tuple[int, int]:
     ranked = sorted(sizes.items(), key=lambda item: -len(item[1]))
     if len(ranked) > 1 and len(ranked[0][1]) == len(ranked[1][1]):
         listed = "; ".join(f"{len(names)} of {h}x{w} (e.g. {names[0]})" for (h, w), names in ranked[:3])
-        raise ValueError(f"the {what} disagree on their size with no majority: {listed}")
+        raise UserError(f"the {what} disagree on their size with no majority: {listed}")
     return ranked[0][0]
 
 

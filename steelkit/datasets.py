@@ -23,6 +23,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from steelkit import augment as augment_lib
 from steelkit import rle as rle_lib
 from steelkit.competition import RLE_COLUMNS, decode_image, refuse_images
+from steelkit.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def check_labels(samples: list[Sample], shape: tuple[int, int]) -> None:
     if problems:
         listed = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise ValueError(f"{len(problems)} training labels cannot be used:\n  {listed}{more}")
+        raise UserError(f"{len(problems)} training labels cannot be used:\n  {listed}{more}")
 
 
 class SteelDataset(Dataset):
@@ -139,7 +140,7 @@ class TestImages(Dataset):
         try:
             image = decode_image(self.paths[index], self.grayscale)
             if image.shape[:2] != self.shape:
-                raise ValueError(f"image {self.paths[index]}: {image.shape[0]}x{image.shape[1]}, "
+                raise UserError(f"image {self.paths[index]}: {image.shape[0]}x{image.shape[1]}, "
                                  f"expected {self.shape[0]}x{self.shape[1]}")
         except (OSError, ValueError) as failure:
             error = str(failure)

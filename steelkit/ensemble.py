@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from steelkit import checkpoint, external, tta
+from steelkit.errors import UserError
 from steelkit.model_input import model_input
 from steelkit.models import load_model, pad_to_multiple
 from steelkit.recipe import Recipe
@@ -73,7 +74,7 @@ class Ensemble:
                 model, recipe = load_model(path, device)
                 found = recipe.stage
             if found != stage:
-                raise ValueError(f"{path} is a {found}, given as a {stage}")
+                raise UserError(f"{path} is a {found}, given as a {stage}")
             if device.type == "cuda":  # as in training: tensor cores want NHWC
                 model = model.to(memory_format=torch.channels_last)
             self.models.append((model, device))

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from steelkit import checkpoint
+from steelkit.errors import UserError
 from steelkit.model_input import IMAGENET_MEAN, IMAGENET_STD
 
 STAGES, OUTPUTS = ("classifier", "segmenter"), ("logits", "probabilities")
@@ -47,7 +48,7 @@ def read_sidecar(path: str | os.PathLike) -> dict:
     try:
         spec = json.loads(side.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{side}: not a readable sidecar ({error})") from None
+        raise UserError(f"{side}: not a readable sidecar ({error})") from None
     spec = {"channels": 3, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "max_pixel_value": 255.0,
             "output": "logits", **spec}
     checks = [(spec.get("stage") in STAGES, f"stage {spec.get('stage')!r}: expected one of {STAGES}"),
@@ -57,7 +58,7 @@ def read_sidecar(path: str | os.PathLike) -> dict:
                f"mean {spec['mean']} and std {spec['std']}: one value per channel ({spec['channels']})")]
     for ok, message in checks:
         if not ok:
-            raise ValueError(f"{side}: {message}")
+            raise UserError(f"{side}: {message}")
     return spec
 
 
@@ -91,7 +92,7 @@ def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
             warnings.simplefilter("ignore", FutureWarning)
             scripted = torch.jit.load(str(path), map_location=device)
     except (RuntimeError, ValueError) as error:
-        raise ValueError(f"{path}: not a loadable TorchScript model ({str(error).splitlines()[0]})") from None
+        raise UserError(f"{path}: not a loadable TorchScript model ({str(error).splitlines()[0]})") from None
     checkpoint.check_finite(dict(scripted.state_dict()), path)
     return Member(scripted, spec).to(device).eval(), spec["stage"]
 

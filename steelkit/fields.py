@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from steelkit.errors import UserError
+
 NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
@@ -17,17 +19,17 @@ def from_values(cls, values, where: str, prefix: str = ""):
     types (a JSON list for a tuple, an object for a nested dataclass); a mistake raises ValueError naming
     ``where`` and the key."""
     if not isinstance(values, dict):
-        raise ValueError(f"{where}: {prefix.rstrip('.') or 'the file'} must be an object of {cls.__name__} fields")
+        raise UserError(f"{where}: {prefix.rstrip('.') or 'the file'} must be an object of {cls.__name__} fields")
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"{where}: unknown keys {[prefix + k for k in unknown]}; expected {', '.join(known)}")
+        raise UserError(f"{where}: unknown keys {[prefix + k for k in unknown]}; expected {', '.join(known)}")
     try:
         return cls(**{key: _value(hints[key], value, where, prefix + key) for key, value in values.items()})
     except (TypeError, ValueError) as error:
         message = str(error)
-        raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
+        raise UserError(message if message.startswith(where) else f"{where}: {message}") from None
 
 
 def _value(hint, value, where: str, key: str):
@@ -35,12 +37,12 @@ def _value(hint, value, where: str, key: str):
         return from_values(hint, value, where, f"{key}.")
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: {key} {value!r}: expected a list")
+            raise UserError(f"{where}: {key} {value!r}: expected a list")
         item = typing.get_args(hint)[0]
         return tuple(_value(item, v, where, f"{key}[{n}]") for n, v in enumerate(value))
     ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not ok:
-        raise ValueError(f"{where}: {key} {value!r}: expected {NAMES.get(hint, hint)}")
+        raise UserError(f"{where}: {key} {value!r}: expected {NAMES.get(hint, hint)}")
     return value

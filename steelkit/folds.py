@@ -16,6 +16,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from steelkit import atomic
 from steelkit.competition import presence, read_csv
+from steelkit.errors import UserError
 
 
 def make_folds(table: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
@@ -25,7 +26,7 @@ def make_folds(table: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> pd.Data
     spread evenly too.
     """
     if n_folds < 2 or len(table) < n_folds:
-        raise ValueError(f"cannot make {n_folds} folds from {len(table)} images")
+        raise UserError(f"cannot make {n_folds} folds from {len(table)} images")
     labels = presence(table)
     targets = np.column_stack([labels, ~labels.any(axis=1)]).astype(int)
     fold = np.full(len(table), -1, dtype=np.int64)
@@ -44,18 +45,18 @@ def read_folds(path: str | os.PathLike, table: pd.DataFrame | None = None) -> pd
     """Read a folds CSV; with ``table``, check that it covers exactly the table's images."""
     folds = read_csv(path)
     if not {"ImageId", "fold"} <= set(folds.columns) or folds.empty:
-        raise ValueError(f"{path}: expected columns ImageId,fold[,seed] and one row per image")
+        raise UserError(f"{path}: expected columns ImageId,fold[,seed] and one row per image")
     numbers = pd.to_numeric(folds["fold"], errors="coerce")
     if numbers.isna().any() or (numbers < 0).any():
         row = int(numbers.isna().to_numpy().argmax()) if numbers.isna().any() else int((numbers < 0).argmax())
-        raise ValueError(f"{path}, row {row + 2}: fold {folds['fold'].iloc[row]!r} is not a fold number")
+        raise UserError(f"{path}, row {row + 2}: fold {folds['fold'].iloc[row]!r} is not a fold number")
     folds["fold"] = numbers.astype(int)
     if "seed" in folds.columns:
         folds["seed"] = pd.to_numeric(folds["seed"], errors="coerce")
     if table is not None:
         missing = set(table["ImageId"]) - set(folds["ImageId"])
         if missing:
-            raise ValueError(f"{path}: no fold for {len(missing)} images, e.g. {sorted(missing)[0]}; "
+            raise UserError(f"{path}: no fold for {len(missing)} images, e.g. {sorted(missing)[0]}; "
                              "delete it to make new folds")
     return folds
 
@@ -64,11 +65,11 @@ def check_made_as(folds: pd.DataFrame, path: str | os.PathLike, n_folds: int, se
     """Raise unless the folds were made with ``n_folds`` folds and (where recorded) ``seed``."""
     found = int(folds["fold"].max()) + 1
     if found != n_folds:
-        raise ValueError(f"{path} holds {found} folds, the recipe asks for {n_folds}: train with "
+        raise UserError(f"{path} holds {found} folds, the recipe asks for {n_folds}: train with "
                          f"--set n_folds={found}, or move {path} away to make {n_folds} new folds")
     seeds = set(folds["seed"].dropna().astype(int)) if "seed" in folds.columns else set()
     if seeds and seeds != {seed}:
-        raise ValueError(f"{path} was made with seed {sorted(seeds)[0]}, the recipe asks for folds_seed {seed}: "
+        raise UserError(f"{path} was made with seed {sorted(seeds)[0]}, the recipe asks for folds_seed {seed}: "
                          f"train with --set folds_seed={sorted(seeds)[0]}, or move {path} away to make new folds")
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from steelkit import units
 from steelkit.competition import decode_image, refuse_images
+from steelkit.errors import UserError
 
 HEADER = 4096
 VERSION = 1
@@ -112,10 +113,10 @@ class ImageCache:
             with open(cache.path, "rb") as handle:
                 found = json.loads(handle.read(HEADER).decode().strip())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"image cache {path}: not a steelkit image cache ({error})") from None
+            raise UserError(f"image cache {path}: not a steelkit image cache ({error})") from None
         if found != cache.key:
             differ = sorted(k for k in set(found) | set(cache.key) if found.get(k) != cache.key.get(k))
-            raise ValueError(f"image cache {path} holds other images ({', '.join(differ)} differ): not used")
+            raise UserError(f"image cache {path} holds other images ({', '.join(differ)} differ): not used")
         return cache
 
     def _map(self) -> None:
@@ -130,7 +131,7 @@ class ImageCache:
     def _store(self, slot: int) -> np.ndarray:
         image = decode_image(self.paths[slot], self.channels == 1)
         if image.shape[:2] != self.shape:  # the channels are the decode's: 1 or 3 as asked
-            raise ValueError(f"image {self.paths[slot]}: {image.shape[0]}x{image.shape[1]}, "
+            raise UserError(f"image {self.paths[slot]}: {image.shape[0]}x{image.shape[1]}, "
                              f"expected {self.shape[0]}x{self.shape[1]}")
         self._pixels[slot] = image
         self._flags[slot] = 1  # after the pixels: a reader that sees the flag sees them
@@ -183,7 +184,7 @@ def choose(mode: str, needed: int, directory: str = "") -> tuple[Path | None, st
     wherever it fits on disk; "off": never. ``directory`` "" = /dev/shm if it has room, else the
     temporary folder."""
     if mode not in MODES:
-        raise ValueError(f"image_cache {mode!r}: expected one of {MODES}")
+        raise UserError(f"image_cache {mode!r}: expected one of {MODES}")
     gb = units.size(needed)
     if mode == "off":
         return None, f"image cache: off (image_cache=off): every epoch decodes its {gb} of images"

@@ -23,10 +23,11 @@ import torch
 
 import steelkit
 from steelkit import checkpoint, paths, timelimit, train
+from steelkit.errors import UserError
 from steelkit.recipe import Recipe, override, preset
 
 
-class LaunchError(RuntimeError):
+class LaunchError(UserError):
     """The torchrun run failed; the message quotes its last lines."""
 
 
@@ -116,7 +117,7 @@ def train_in_kernel(preset_name: str, fold: int, overrides: list[str] = (), enco
         if time_limit is not None:  # torchrun's processes start later: they get what is left
             left = timelimit.parse_duration(time_limit) - (time.time() - (started_at or time.time()))
             if left <= 0:
-                raise ValueError(f"time limit {time_limit!r} already used up before training started")
+                raise UserError(f"time limit {time_limit!r} already used up before training started")
         run_distributed(recipe, data_dir, out_dir, gpus, resume=bool(resume_from), epochs_now=epochs_now,
                         device=device, time_limit=left, echo=lambda line: print(line, flush=True))
         state, run = checkpoint.load_state(out_dir / checkpoint.LAST), checkpoint.read_run(out_dir)

@@ -6,6 +6,8 @@ import torch
 from segmentation_models_pytorch.losses import DiceLoss
 from torch import nn
 
+from steelkit.errors import UserError
+
 
 class BCEDice(nn.Module):
     """``bce_weight`` * BCE(pos_weight) + ``dice_weight`` * multilabel soft Dice, on (N, 4, H, W) logits."""
@@ -31,5 +33,5 @@ def build_loss(recipe) -> nn.Module:
     if recipe.loss == "bce":
         return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     if recipe.stage != "segmenter":
-        raise ValueError(f"recipe {recipe.name!r}: loss 'bce_dice' is for segmenters")
+        raise UserError(f"recipe {recipe.name!r}: loss 'bce_dice' is for segmenters")
     return BCEDice(pos_weight, recipe.bce_weight, recipe.dice_weight)

@@ -19,6 +19,7 @@ from segmentation_models_pytorch.base import ClassificationHead
 from torch import nn
 
 from steelkit import checkpoint
+from steelkit.errors import UnknownName, UserError
 from steelkit.recipe import Recipe
 
 N_CLASSES = 4
@@ -40,17 +41,17 @@ class Classifier(nn.Module):
 
 def build_segmenter(recipe) -> nn.Module:
     if recipe.arch not in SEGMENTERS:
-        raise KeyError(f"unknown segmenter arch {recipe.arch!r}; choose one of {', '.join(SEGMENTERS)}")
+        raise UnknownName(f"unknown segmenter arch {recipe.arch!r}; choose one of {', '.join(SEGMENTERS)}")
+    if recipe.decoder_channels and recipe.arch not in ("Unet", "UnetPlusPlus"):
+        raise UserError(f"recipe {recipe.name!r}: decoder_channels {recipe.decoder_channels} is an option of Unet and "
+                         f"UnetPlusPlus, not of {recipe.arch} (set decoder_channels=)")
     extra = {"decoder_channels": recipe.decoder_channels} if recipe.decoder_channels else {}
     return SEGMENTERS[recipe.arch](encoder_name=recipe.encoder, encoder_weights=None, classes=N_CLASSES, **extra)
 
 
-BUILDERS = {"classifier": lambda recipe: Classifier(recipe.encoder, pooling=recipe.head_pooling),
+BUILDERS = {"classifier": lambda recipe: Classifier(recipe.encoder, pooling=recipe.head_pooling,
+                                                   dropout=recipe.head_dropout),
             "segmenter": build_segmenter}
-
-
-# initial probability of every output: a class is present on about 1 image in 10, a pixel far more rarely
-HEAD_PRIOR = {"classifier": 0.1, "segmenter": 0.01}
 
 
 def init_head_bias(model: nn.Module, prior: float) -> None:
@@ -64,7 +65,7 @@ def init_head_bias(model: nn.Module, prior: float) -> None:
 def build_model(recipe, load_weights: bool = True) -> nn.Module:
     """The model a recipe describes; with ``load_weights``, its encoder weights or initial checkpoint."""
     model = BUILDERS[recipe.stage](recipe)
-    init_head_bias(model, HEAD_PRIOR[recipe.stage])
+    init_head_bias(model, recipe.head_prior)
     if load_weights and recipe.init_checkpoint:
         model.load_state_dict(checkpoint.load_state(recipe.init_checkpoint)["model"])
     elif load_weights and recipe.encoder_weights:
@@ -143,10 +144,10 @@ def load_encoder_weights(encoder: nn.Module, path: str | os.PathLike) -> None:
     try:
         missing, unexpected = nn.Module.load_state_dict(encoder, state, strict=False)
     except RuntimeError as error:  # shapes that differ
-        raise ValueError(f"{path} does not fit encoder {type(encoder).__name__}: {error}") from None
+        raise UserError(f"{path} does not fit encoder {type(encoder).__name__}: {error}") from None
     missing = [k for k in missing if not _without_model_prefix(k).startswith(HEAD_PREFIXES)]
     if missing or unexpected:
-        raise ValueError(f"{path} does not fit encoder {type(encoder).__name__}: missing {missing[:5]}, "
+        raise UserError(f"{path} does not fit encoder {type(encoder).__name__}: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 # import name -> pip name: what steelkit needs beyond torch, numpy, pandas and cv2
-PACKAGES = {"segmentation_models_pytorch": "segmentation-models-pytorch", "albumentations": "albumentations",
+PACKAGES = {"segmentation_models_pytorch": "segmentation-models-pytorch", "albucore": "albucore",
             "timm": "timm", "iterstrat": "iterative-stratification", "tqdm": "tqdm"}
 STAGE_COMMAND = "python build_kernel.py stage-wheels OUT --user YOU, then kaggle datasets create -p OUT"
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from steelkit import atomic
+from steelkit.errors import UserError
 
 FILE = "oof.npz"
 IMAGE_IDS, STAGE, SCALE, SHAPE = "image_ids", "stage", "scale", "shape"
@@ -32,7 +33,7 @@ def write(path: str | os.PathLike, image_ids: list[str], stage: str, scale: int,
     """Write an out-of-fold file atomically: ``arrays`` keyed by the names above."""
     unknown = set(arrays) - {CLS_PROBS, SEG_PROBS, SEG_TABLES, TRUTH_PX, TABLE_PIXEL, TABLE_SIZES}
     if unknown:
-        raise ValueError(f"{path}: not out-of-fold arrays: {sorted(unknown)}")
+        raise UserError(f"{path}: not out-of-fold arrays: {sorted(unknown)}")
     with atomic.atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **{IMAGE_IDS: np.array(image_ids), SCALE: scale, SHAPE: np.array(shape), STAGE: stage},
                  **arrays)
@@ -52,9 +53,9 @@ def open_file(path: Path, key: str | None = None):
     try:
         data = np.load(path)
     except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a readable out-of-fold file ({error})") from None
+        raise UserError(f"{path}: not a readable out-of-fold file ({error})") from None
     if key is not None and key not in data.files:
-        raise ValueError(f"{path} holds no {key} (a {data[STAGE] if STAGE in data.files else 'non-steelkit'} output)")
+        raise UserError(f"{path} holds no {key} (a {data[STAGE] if STAGE in data.files else 'non-steelkit'} output)")
     return data
 
 
@@ -96,7 +97,7 @@ def map_sources(folders, key: str = SEG_PROBS) -> tuple[list[str], list[tuple[Pa
     for path in map(file_of, folders):
         data = open_file(path, key)
         if found and meta(data) != found:
-            raise ValueError(f"{path}: images of {meta(data)['shape']} at scale {meta(data)['scale']}, the other "
+            raise UserError(f"{path}: images of {meta(data)['shape']} at scale {meta(data)['scale']}, the other "
                              f"out-of-fold files {found['shape']} at scale {found['scale']}")
         found = meta(data)
         per_file.append((path, data[IMAGE_IDS].tolist()))

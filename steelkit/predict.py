@@ -26,6 +26,7 @@ from steelkit import rle as rle_lib
 from steelkit.competition import RLE_COLUMNS, agreed_shape, grayscale_is_exact, read_table
 from steelkit.datasets import TestImages, loader_workers, worker_init_fn
 from steelkit.ensemble import Ensemble, resolve_devices
+from steelkit.errors import UserError
 from steelkit.postprocess import PostprocessConfig, clean_classes, gate
 
 
@@ -44,10 +45,10 @@ class InferenceConfig:
     def __post_init__(self):
         tta.check_modes(self.tta)
         if not 0 <= self.pseudo_low <= self.pseudo_high <= 1:
-            raise ValueError(f"pseudo_low {self.pseudo_low} and pseudo_high {self.pseudo_high}: expected "
+            raise UserError(f"pseudo_low {self.pseudo_low} and pseudo_high {self.pseudo_high}: expected "
                              "0 <= pseudo_low <= pseudo_high <= 1")
         if self.batch_size < 1 or self.num_workers < -1:
-            raise ValueError(f"batch_size {self.batch_size} (at least 1), num_workers {self.num_workers} "
+            raise UserError(f"batch_size {self.batch_size} (at least 1), num_workers {self.num_workers} "
                              "(-1: from the cores, or 0 or more)")
 
     def to_json(self) -> str:
@@ -65,7 +66,7 @@ class InferenceConfig:
         try:
             values = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
+            raise UserError(f"{path}: not valid JSON ({error})") from None
         return fields.from_values(cls, values, str(path))
 
 
@@ -98,7 +99,7 @@ def predict(data_dir: str | os.PathLike, classifiers: list[Path], segmenters: li
         if path is not None:
             atomic.check_writable(path, what)  # before the work, not after an hour of it
     if pseudo_out is not None and not classifiers:
-        raise ValueError("pseudo labels need a classifier ensemble (the seed's rule reads its probabilities)")
+        raise UserError("pseudo labels need a classifier ensemble (the seed's rule reads its probabilities)")
     devices = resolve_devices(device)
     if devices[0].type == "cuda":
         torch.backends.cudnn.benchmark = True  # one image size throughout: pick the fastest kernels once

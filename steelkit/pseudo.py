@@ -15,6 +15,7 @@ import pandas as pd
 
 from steelkit import atomic
 from steelkit.competition import CLASSES, RLE_COLUMNS, read_csv
+from steelkit.errors import UserError
 
 PSEUDO_COLUMNS = ("ImageId", "ClassId", "EncodedPixels", "round", "models")
 
@@ -27,15 +28,15 @@ def read_pseudo_labels(path: str | os.PathLike) -> pd.DataFrame:
     frame = read_csv(path)
     missing = [c for c in PSEUDO_COLUMNS[:3] if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected {','.join(PSEUDO_COLUMNS)}")
+        raise UserError(f"{path}: missing columns {missing}; expected {','.join(PSEUDO_COLUMNS)}")
     bad = ~frame["ClassId"].isin(["1", "2", "3", "4"])
     if bad.any():
         row = int(bad.to_numpy().argmax())
-        raise ValueError(f"{path}, row {row + 2}: ClassId {frame['ClassId'].iloc[row]!r} is not one of 1-4")
+        raise UserError(f"{path}, row {row + 2}: ClassId {frame['ClassId'].iloc[row]!r} is not one of 1-4")
     twice = frame.duplicated(["ImageId", "ClassId"])
     if twice.any():
         row = int(twice.to_numpy().argmax())
-        raise ValueError(f"{path}, row {row + 2}: image {frame['ImageId'].iloc[row]} class "
+        raise UserError(f"{path}, row {row + 2}: image {frame['ImageId'].iloc[row]} class "
                          f"{frame['ClassId'].iloc[row]} appears twice")
     table = frame.pivot(index="ImageId", columns="ClassId", values="EncodedPixels")
     table = table.reindex(columns=["1", "2", "3", "4"], fill_value="").fillna("")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from steelkit import rle as rle_lib
 from steelkit.competition import CLASSES, RLE_COLUMNS, decode_image, read_labels
+from steelkit.errors import UserError
 
 REFERENCE_PX = 256 * 1600
 DARK_COLUMN = 25  # a column whose mean is below this is past the sheet's edge
@@ -59,7 +60,7 @@ def folder_statistics(image_dir: str | os.PathLike, labels: str | os.PathLike | 
     train.csv in either schema) their mask statistics."""
     paths = sorted(p for p in Path(image_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:limit]
     if not paths:
-        raise ValueError(f"{image_dir}: no images")
+        raise UserError(f"{image_dir}: no images")
     per_image = [image_statistics(decode_image(p, grayscale=True)[:, :, 0]) for p in paths]
     found = {name: np.array([s[name] for s in per_image], dtype=np.float64) for name in [*TEXTURE, "dark band"]}
     if labels is not None:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steelkit import atomic, fields
+from steelkit.errors import UnknownName, UserError
 
 STAGES = ("classifier", "segmenter")
 LOSSES = ("bce", "bce_dice")
 OPTIMIZERS = ("sgd", "radam", "adamw")
+HEAD_PRIOR = {"classifier": 0.1, "segmenter": 0.01}  # the stages' initial output probabilities (head_prior)
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,12 @@ class Recipe:
     stage: str = "segmenter"  # "classifier": 4 presence logits; "segmenter": (4, H, W) mask logits
     arch: str = "Unet"  # segmenter: an smp architecture (Unet, FPN, ...); classifier: "Classifier"
     encoder: str = "efficientnet-b3"  # any smp encoder name, or "tu-<timm name>"
-    decoder_channels: tuple[int, ...] = ()  # Unet only; () = smp's default
+    decoder_channels: tuple[int, ...] = ()  # the Unet family's decoder widths (refused for FPN); () = smp's default
     head_pooling: str = "avg"  # classifier: "avg" or "max" pooling before the 4-logit head
+    head_dropout: float = 0.2  # classifier: dropout before the 4-logit head
+    # every output's initial probability (the last layer's bias); 0 = the stage's (HEAD_PRIOR): a class on 1
+    # image in 10 for a classifier, a pixel far more rarely for a segmenter. A saved recipe holds the value.
+    head_prior: float = 0.0
     encoder_weights: str = ""  # local file of encoder weights (ImageNet); "" = random init; never downloaded
     init_checkpoint: str = ""  # a steelkit checkpoint to start from (fine-tuning stages)
     loss: str = "bce"  # "bce" | "bce_dice" (bce_weight * BCE + dice_weight * Dice)
@@ -40,6 +46,7 @@ class Recipe:
     optimizer: str = "radam"
     lr: float = 5e-4
     momentum: float = 0.9  # SGD only
+    nesterov: bool = True  # SGD only: Nesterov momentum (where momentum > 0)
     weight_decay: float = 0.0
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to lr * min_lr_ratio
     min_lr_ratio: float = 0.01
@@ -51,6 +58,7 @@ class Recipe:
     hflip: float = 0.5
     vflip: float = 0.5
     brightness_contrast: float = 0.5
+    brightness_contrast_limit: float = 0.2  # albumentations' RandomBrightnessContrast limits, as the seed used
     blackout: float = 0.0  # probability of the seed's defect blackout
     n_folds: int = 5
     fold: int = 0
@@ -68,6 +76,8 @@ class Recipe:
     oof_scale: int = 4  # out-of-fold segmenter probabilities are saved downscaled by this factor, as uint8
 
     def __post_init__(self):
+        if self.head_prior == 0 and self.stage in HEAD_PRIOR:  # recipes written before the field: today's value
+            object.__setattr__(self, "head_prior", HEAD_PRIOR[self.stage])
         checks = [
             (self.stage in STAGES, f"stage {self.stage!r}: expected one of {STAGES}"),
             (self.loss in LOSSES, f"loss {self.loss!r}: expected one of {LOSSES}"),
@@ -83,6 +93,10 @@ class Recipe:
               for name in ("hflip", "vflip", "brightness_contrast", "blackout")],
             (self.lr > 0, f"lr {self.lr}: a learning rate above 0"),
             (0 <= self.momentum < 1, f"momentum {self.momentum}: in [0, 1)"),
+            (0 < self.head_prior < 1, f"head_prior {self.head_prior}: a probability, in (0, 1)"),
+            (0 <= self.head_dropout < 1, f"head_dropout {self.head_dropout}: in [0, 1)"),
+            (0 <= self.brightness_contrast_limit < 1,
+             f"brightness_contrast_limit {self.brightness_contrast_limit}: in [0, 1)"),
             (0 <= self.min_lr_ratio <= 1, f"min_lr_ratio {self.min_lr_ratio}: in [0, 1]"),
             *[(getattr(self, name) >= 0, f"{name} {getattr(self, name)}: 0 or more")
               for name in ("weight_decay", "warmup_epochs", "grad_clip", "bce_weight", "dice_weight")],
@@ -99,7 +113,7 @@ class Recipe:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"recipe {self.name!r}: {message}")
+                raise UserError(f"recipe {self.name!r}: {message}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -117,7 +131,7 @@ class Recipe:
         try:
             values = json.loads(Path(path).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
+            raise UserError(f"{path}: not valid JSON ({error})") from None
         return cls.from_dict(values, str(path))
 
 
@@ -150,7 +164,7 @@ PRESETS: dict[str, Recipe] = {
 def preset(name: str) -> Recipe:
     """The named preset; the error lists the valid names."""
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        raise UnknownName(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
@@ -165,7 +179,7 @@ def parse_value(hint, text: str):
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{text!r} is not a boolean (true/false)")
+        raise UserError(f"{text!r} is not a boolean (true/false)")
     return hint(text)
 
 
@@ -177,9 +191,9 @@ def override(recipe: Recipe, assignments: list[str]) -> Recipe:
         key, sep, text = assignment.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in hints:
-            raise ValueError(f"--set {assignment!r}: expected key=value with key one of {', '.join(hints)}")
+            raise UserError(f"--set {assignment!r}: expected key=value with key one of {', '.join(hints)}")
         try:
             changes[key] = parse_value(hints[key], text.strip())
         except ValueError as error:
-            raise ValueError(f"--set {assignment!r}: {error}") from None
+            raise UserError(f"--set {assignment!r}: {error}") from None
     return dataclasses.replace(recipe, **changes)

@@ -12,6 +12,8 @@ import threading
 import cv2
 import numpy as np
 
+from steelkit.errors import UserError
+
 IMAGE_SHAPE = (256, 1600)  # the competition's images, (H, W): the one name of this size
 
 
@@ -89,7 +91,7 @@ def _pairs(rle: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         values = np.array([_checked_value(token, position, n_pixels, shape)
                            for position, token in enumerate(text.split(), start=1)], dtype=np.int64)
     if values.size % 2:
-        raise ValueError(f"RLE has an odd number of values ({values.size}); expected start length pairs")
+        raise UserError(f"RLE has an odd number of values ({values.size}); expected start length pairs")
     starts, lengths = values[0::2], values[1::2]
     _check_runs(starts, lengths, shape)
     return starts, lengths
@@ -99,11 +101,11 @@ def _checked_value(token: str, position: int, n_pixels: int, shape: tuple[int, i
     """One RLE value as a Python int (no overflow), refused unless ASCII digits within the image's size."""
     digits = token[1:] if token.startswith("-") else token
     if not (digits.isascii() and digits.isdigit()):
-        raise ValueError(f"RLE value {token!r} at position {position} is not an integer")
+        raise UserError(f"RLE value {token!r} at position {position} is not an integer")
     value = int(token)
     if value > n_pixels:
         shown = token if len(token) <= 30 else f"{token[:12]}...{token[-6:]} ({len(token)} digits)"
-        raise ValueError(f"RLE value {shown!r} at position {position} is larger than the {n_pixels} pixels of "
+        raise UserError(f"RLE value {shown!r} at position {position} is larger than the {n_pixels} pixels of "
                          f"the image: past the end of a {shape[0]}x{shape[1]} image")
     return value
 
@@ -119,11 +121,11 @@ def _check_runs(starts: np.ndarray, lengths: np.ndarray, shape: tuple[int, int])
                       (starts - 1 + lengths > n_pixels, f"run past the end of a {shape[0]}x{shape[1]} image")):
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"RLE pair {i + 1} ({starts[i]} {lengths[i]}): {what}")
+            raise UserError(f"RLE pair {i + 1} ({starts[i]} {lengths[i]}): {what}")
     overlap = starts[1:] < starts[:-1] + lengths[:-1]
     if overlap.any():
         i = int(np.argmax(overlap)) + 1
-        raise ValueError(f"RLE pair {i + 1} ({starts[i]} {lengths[i]}) overlaps or precedes pair {i} "
+        raise UserError(f"RLE pair {i + 1} ({starts[i]} {lengths[i]}) overlaps or precedes pair {i} "
                          f"({starts[i - 1]} {lengths[i - 1]}); runs must be sorted and disjoint")
 
 

@@ -17,9 +17,10 @@ import pandas as pd
 from steelkit import atomic
 from steelkit import rle as rle_lib
 from steelkit.competition import CLASSES, LONG, RLE_COLUMNS, WIDE, detect_schema, read_csv, read_table
+from steelkit.errors import UserError
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError):
     """A submission that Kaggle would reject or mis-score."""
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 from steelkit import atomic
 from steelkit import rle as rle_lib
 from steelkit.competition import CLASSES, RLE_COLUMNS
+from steelkit.errors import UserError
 
 REAL_CLASS_ROWS = np.array([897, 247, 5150, 801], dtype=np.float64)  # defect rows per class, train.csv
 # images of the real train set per set of classes present (statistics.md; the two with three classes left out)
@@ -57,13 +58,13 @@ class SynthConfig:
 
     def __post_init__(self):
         if self.n_train < 1 or self.n_test < 1:
-            raise ValueError(f"need at least one train and one test image, got {self.n_train}, {self.n_test}")
+            raise UserError(f"need at least one train and one test image, got {self.n_train}, {self.n_test}")
         if self.height < 32 or self.width < 32:
-            raise ValueError(f"images of {self.height}x{self.width} are too small (32x32 at least)")
+            raise UserError(f"images of {self.height}x{self.width} are too small (32x32 at least)")
         if not 0 <= self.texture <= 2:
-            raise ValueError(f"texture {self.texture}: expected 0 (flat sheets) to 2 (twice the real texture)")
+            raise UserError(f"texture {self.texture}: expected 0 (flat sheets) to 2 (twice the real texture)")
         if self.train_schema not in ("long", "wide"):
-            raise ValueError(f"train_schema {self.train_schema!r}: expected 'long' or 'wide'")
+            raise UserError(f"train_schema {self.train_schema!r}: expected 'long' or 'wide'")
 
 
 def draw_classes(n_images: int, rng: np.random.Generator, config: SynthConfig) -> list[tuple[int, ...]]:

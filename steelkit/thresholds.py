@@ -33,15 +33,17 @@ from tqdm.auto import tqdm
 from steelkit import oof
 from steelkit import rle as rle_lib
 from steelkit.competition import RLE_COLUMNS, agreed_shape, read_labels
+from steelkit.errors import UserError
 from steelkit.postprocess import (
     TABLE_PIXEL_GRID,
     TABLE_SIZE_GRID,
     PostprocessConfig,
-    component_areas,
     in_pixels,
+    kept_by_size,
 )
 
 REFERENCE_PX = rle_lib.IMAGE_SHAPE[0] * rle_lib.IMAGE_SHAPE[1]
+CHUNK = 64  # stored maps labelled at once by component_stats (64 x 64 x 400: 1.6 M pixels, a few MB)
 # a minimum total area larger than the image: the class is never predicted (its best setting when the models
 # cannot yet tell it, chosen like any other setting only when it gains on held-out images)
 CLASS_OFF_PX = REFERENCE_PX + 1
@@ -84,11 +86,23 @@ def downscale_truth(table: pd.DataFrame, ids: list[str], shape, scale: int, k: i
     for n, c in zip(*np.nonzero(rles != "")):
         mask = rle_lib.decode(rles[n, c], shape)
         if scale > 1:  # as the maps were pooled: whole blocks only, a remainder row or column dropped
-            blocks = mask[:height * scale, :width * scale].reshape(height, scale, width, scale)
-            out[n, c] = blocks.sum(axis=(1, 3), dtype=np.uint16) * 2 >= scale * scale
+            out[n, c] = block_sums(mask, scale, height, width) * 2 >= scale * scale
         else:
             out[n, c] = mask.astype(bool)
     return out if k is None else out[:, 0]
+
+
+def block_sums(mask: np.ndarray, scale: int, height: int, width: int) -> np.ndarray:
+    """The (height, width) sums of ``mask``'s ``scale`` x ``scale`` blocks, by strided adds on its transpose
+    (``rle.decode``'s masks are transposed views, so rows of the transpose are contiguous): 8x a reshaped sum."""
+    columns = mask.T[:width * scale, :height * scale]
+    rows = columns[0::scale].astype(np.uint16)
+    for i in range(1, scale):
+        rows += columns[i::scale]
+    sums = rows[:, 0::scale].copy()
+    for j in range(1, scale):
+        sums += rows[:, j::scale]
+    return sums.T
 
 
 def level_above(threshold: float) -> int:
@@ -103,23 +117,16 @@ def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
     """For one class: (N, h, w) uint8 maps (round(255 p)) and truth -> kept area and kept overlap with the
     truth, each (len(pixel_grid), len(images), len(size_grid)) float64, after removing components below
     each size; ``images`` (default: all) index ``probs``, and ``truth`` holds theirs in that order.
-    Thresholds are compared in the maps' uint8 domain; images are shared among ``workers`` threads (cv2
-    releases the GIL)."""
+    Thresholds are compared in the maps' uint8 domain; images go in chunks (``CHUNK``, one labelling each,
+    ``postprocess.kept_by_size``) shared among ``workers`` threads (cv2 and numpy release the GIL)."""
     images = np.arange(len(probs)) if images is None else np.asarray(images)
-    sizes = np.asarray(size_grid, dtype=np.float64)[:, None]
+    sizes = np.asarray(size_grid, dtype=np.float64)
     area = np.zeros((len(pixel_grid), len(images), len(size_grid)))
     inter = np.zeros_like(area)
     peaks = np.array([probs[n].max() for n in images], dtype=np.uint8).reshape(-1)
 
-    def one(t: int, level: int, rows: np.ndarray) -> None:
-        for row in rows:
-            n = images[row]
-            mask = (probs[n] >= level).view(np.uint8)
-            labels, areas, _ = component_areas(mask)  # the labelling post-processing makes
-            overlaps = np.bincount(labels[truth[row]], minlength=len(areas))[1:].astype(np.float64)
-            areas = areas[1:].astype(np.float64)
-            keep = areas[None, :] >= sizes  # (sizes, components)
-            area[t, row], inter[t, row] = keep @ areas, keep @ overlaps
+    def chunk(t: int, level: int, rows: np.ndarray) -> None:
+        area[t, rows], inter[t, rows] = kept_by_size(probs[images[rows]], level, truth[rows], sizes)
 
     workers = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(workers) as pool:
@@ -127,7 +134,8 @@ def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
         for t, threshold in enumerate(pixel_grid):
             level = level_above(threshold)
             chosen = np.flatnonzero(peaks >= level)
-            jobs += [pool.submit(one, t, level, part) for part in np.array_split(chosen, workers * 4) if part.size]
+            jobs += [pool.submit(chunk, t, level, chosen[start:start + CHUNK])
+                     for start in range(0, len(chosen), CHUNK)]
         for job in jobs:
             job.result()
     return area, inter
@@ -139,13 +147,13 @@ def check_same_images(ids: list[str], shape, table: pd.DataFrame, data_dir: Path
     known = set(table["ImageId"])
     foreign = [i for i in ids if i not in known]
     if foreign:
-        raise ValueError(f"{len(foreign)} of the {len(ids)} images of the out-of-fold files of "
+        raise UserError(f"{len(foreign)} of the {len(ids)} images of the out-of-fold files of "
                          f"{', '.join(map(str, folders))} are not images of {data_dir} (train.csv, train_images), "
                          f"e.g. {foreign[0]}: were they trained on another competition?")
     sample = [data_dir / "train_images" / i for i in ids[:64] if (data_dir / "train_images" / i).is_file()]
     if sample and agreed_shape(sample, f"training images of {data_dir}") != tuple(shape):
         found = agreed_shape(sample)
-        raise ValueError(f"the out-of-fold files of {', '.join(map(str, folders))} are of {shape[0]}x{shape[1]} "
+        raise UserError(f"the out-of-fold files of {', '.join(map(str, folders))} are of {shape[0]}x{shape[1]} "
                          f"images, those of {data_dir} are {found[0]}x{found[1]}")
 
 
@@ -202,7 +210,7 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
     gate cannot be tuned where there is no classifier probability, as when a campaign trains its classifiers
     on fewer folds than its segmenters."""
     if splits < 1:
-        raise ValueError(f"splits {splits}: at least 1 (1 takes the in-sample best)")
+        raise UserError(f"splits {splits}: at least 1 (1 takes the in-sample best)")
     ids, sources, meta = oof.map_sources(segmenter_dirs)
     covered = np.arange(len(ids))  # the images scored: those the classifiers held out too
     if classifier_dirs:
@@ -210,7 +218,7 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
         lookup = dict(zip(cls_ids, cls))
         covered = np.array([n for n, i in enumerate(ids) if i in lookup], dtype=np.int64)
         if not covered.size:
-            raise ValueError(f"none of the {len(ids)} images the segmenters held out has classifier out-of-fold "
+            raise UserError(f"none of the {len(ids)} images the segmenters held out has classifier out-of-fold "
                              "probabilities: train both stages on at least one common fold")
         cls = np.stack([lookup[ids[n]] for n in covered])
     else:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from steelkit import units
+from steelkit.errors import UserError
 
 SESSION_CAP = 12 * 3600  # Kaggle's GPU session cap, seconds
 MARGIN = 30 * 60  # wheels installed and images checked before the loop starts, outputs saved after it
@@ -35,11 +36,11 @@ def parse_duration(text: str | float | int) -> float:
         spec = str(text).strip().lower().replace(" ", "")
         parts = re.fullmatch(r"((\d+(\.\d+)?)[hms])+|\d+(\.\d+)?", spec)
         if not parts:
-            raise ValueError(f"time limit {text!r}: expected seconds or hours/minutes/seconds like 11h30m")
+            raise UserError(f"time limit {text!r}: expected seconds or hours/minutes/seconds like 11h30m")
         seconds = float(spec) if spec[-1].isdigit() else sum(
             float(number) * _UNITS[unit] for number, unit in re.findall(r"(\d+(?:\.\d+)?)([hms])", spec))
     if seconds <= 0:
-        raise ValueError(f"time limit {text!r}: must be above 0")
+        raise UserError(f"time limit {text!r}: must be above 0")
     return seconds
 
 
@@ -82,5 +83,5 @@ class Deadline:
         """A limit shorter than one epoch measured (this call's first, or a resumed run's) is a mistake."""
         epochs = self.epochs[:1] or [row["seconds"] for row in history if "seconds" in row][-1:]
         if epochs and epochs[0] > self.limit:
-            raise ValueError(f"time limit {self.limit:.0f} s cannot hold one epoch: an epoch took {epochs[0]:.0f} s "
+            raise UserError(f"time limit {self.limit:.0f} s cannot hold one epoch: an epoch took {epochs[0]:.0f} s "
                              "(last.pt keeps what was done; resume with a longer --time-limit)")

@@ -50,6 +50,7 @@ from steelkit.datasets import (
     samples_from_table,
     worker_init_fn,
 )
+from steelkit.errors import UserError
 from steelkit.losses import build_loss
 from steelkit.model_input import model_input, unpack_masks
 from steelkit.models import build_model, freeze_unused
@@ -81,16 +82,17 @@ def check_resumable(saved: Recipe, recipe: Recipe, path: Path) -> None:
     refused = [name for name in differ if name not in RESUMABLE_CHANGES]
     if refused:
         changes = ", ".join(f"{n} {getattr(saved, n)!r} -> {getattr(recipe, n)!r}" for n in refused)
-        raise ValueError(f"{path} was made by another recipe ({changes}); a resumed run may change only "
+        raise UserError(f"{path} was made by another recipe ({changes}); a resumed run may change only "
                          f"{', '.join(RESUMABLE_CHANGES)}")
 
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """SGD (classifier) or RAdam (segmenter) from torch, as the recipe says."""
+    """SGD with Nesterov momentum (the classifiers), RAdam (the segmenters) or AdamW (the tiny presets), from
+    torch, as the recipe says."""
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-                               nesterov=recipe.momentum > 0)
+                               nesterov=recipe.nesterov and recipe.momentum > 0)
     if recipe.optimizer == "radam":
         return torch.optim.RAdam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -116,7 +118,7 @@ def accumulation_steps(recipe: Recipe, world_size: int = 1) -> int:
     """Micro-batches per optimiser step so that batch_size x steps x world_size = the recipe's effective batch."""
     per_step = recipe.batch_size * world_size
     if recipe.effective_batch % per_step:
-        raise ValueError(f"recipe {recipe.name!r}: effective_batch {recipe.effective_batch} is not a multiple of "
+        raise UserError(f"recipe {recipe.name!r}: effective_batch {recipe.effective_batch} is not a multiple of "
                          f"batch_size {recipe.batch_size} x {world_size} processes; choose batch_size or "
                          f"effective_batch so that it is (--set batch_size=... / effective_batch=...)")
     return recipe.effective_batch // per_step
@@ -156,7 +158,7 @@ def optimizer_step(model, optimizer, scaler, lr: float, grad_clip: float) -> Non
 DIVERGED_STREAK = 20  # micro-batches in a row with a non-finite loss: not AMP's odd skipped step, a dead run
 
 
-class Diverged(ValueError):
+class Diverged(UserError):
     """The losses stopped being finite: the run stops before saving the epoch, whose weights are lost."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from steelkit.errors import UserError
+
 
 def _same(x: torch.Tensor) -> torch.Tensor:
     return x
@@ -24,7 +26,7 @@ TRANSFORMS = {"none": (_same, _same), "hflip": (_hflip, _hflip), "vflip": (_vfli
 def check_modes(modes) -> tuple[str, ...]:
     unknown = [m for m in modes if m not in TRANSFORMS]
     if unknown or not modes:
-        raise ValueError(f"TTA modes {list(modes)}: choose from {', '.join(TRANSFORMS)}")
+        raise UserError(f"TTA modes {list(modes)}: choose from {', '.join(TRANSFORMS)}")
     return tuple(modes)
 
 

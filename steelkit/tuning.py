@@ -30,6 +30,7 @@ from steelkit import atomic, checkpoint, oof, thresholds
 from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
 from steelkit.datasets import SteelDataset, loader_workers, samples_from_table, worker_init_fn
 from steelkit.ensemble import Ensemble, resolve_devices
+from steelkit.errors import UserError
 from steelkit.model_input import unpack_masks
 from steelkit.postprocess import TABLE_PIXEL_GRID, TABLE_SIZE_GRID, full_resolution_stats
 from steelkit.predict import InferenceConfig
@@ -61,11 +62,11 @@ def held_out_predictions(member_dirs, data_dir: Path, stage: str, config: Infere
     table = read_labels(data_dir / "train.csv", data_dir / "train_images").set_index("ImageId")
     ids, groups = held_out_by(member_dirs, only)
     if not ids:
-        raise ValueError(f"none of the {stage}s' out-of-fold images is among the images to tune on (those the "
+        raise UserError(f"none of the {stage}s' out-of-fold images is among the images to tune on (those the "
                          "classifiers held out): train both stages on at least one common fold")
     missing = [i for i in ids if i not in table.index]
     if missing:
-        raise ValueError(f"{len(missing)} out-of-fold images are not in {data_dir / 'train.csv'}, e.g. {missing[0]}")
+        raise UserError(f"{len(missing)} out-of-fold images are not in {data_dir / 'train.csv'}, e.g. {missing[0]}")
     paths = [data_dir / "train_images" / i for i in ids]
     shape, grayscale = agreed_shape(paths, "training images"), grayscale_is_exact(paths)
     devices = resolve_devices(device)

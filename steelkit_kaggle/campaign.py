@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from steelkit import atomic
+from steelkit.errors import UserError
 
 RECORD = "campaign.json"
 LEDGER = "submissions.csv"
@@ -59,9 +60,9 @@ def load(folder: Path) -> dict:
     try:
         record = json.loads(path.read_text())
     except ValueError as error:
-        raise ValueError(f"{path}: not a campaign record ({error}); move it away to start afresh") from None
+        raise UserError(f"{path}: not a campaign record ({error}); move it away to start afresh") from None
     if not isinstance(record.get("kernels"), dict):
-        raise ValueError(f"{path}: no 'kernels' object; move it away to start afresh")
+        raise UserError(f"{path}: no 'kernels' object; move it away to start afresh")
     return record
 
 

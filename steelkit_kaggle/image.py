@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from steelkit.errors import UserError
 from steelkit_kaggle import install
 from steelkit_kaggle.settings import KERNELS
 
@@ -45,7 +46,7 @@ def read_record(path: Path = RECORD) -> Image:
         elif kind == "lacks" and rest.strip():
             lacks.append(rest.strip().lower())
         else:
-            raise ValueError(f"{path}, line {number}: {raw!r} is neither 'ships: NAME==VERSION' nor 'lacks: NAME'")
+            raise UserError(f"{path}, line {number}: {raw!r} is neither 'ships: NAME==VERSION' nor 'lacks: NAME'")
     return Image(ships, tuple(lacks))
 
 
@@ -70,7 +71,7 @@ def ensure(venv: Path = VENV, record: Path = RECORD, echo=print) -> Path:
     try:  # with this environment's uv: the image gets none, and torch's files are shared with .venv/
         install.install(python(venv), list(image.ships.values()), uv=install.uv_of(sys.executable))
     except subprocess.CalledProcessError as error:
-        raise RuntimeError(f"could not build {venv} from {record} (exit {error.returncode})") from None
+        raise UserError(f"could not build {venv} from {record} (exit {error.returncode})") from None
     shutil.copy2(record, venv / "kaggle-image.txt")
     return python(venv)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from steelkit.errors import UserError
 from steelkit_kaggle.settings import KERNELS, ensemble_presets
 
 ROOT = KERNELS.parent
@@ -104,7 +105,7 @@ def build_notebook(kernel: dict) -> nbformat.NotebookNode:
             cells.append(nbformat.v4.new_code_cell(f"# parameters of this kernel (kernels/kernels.json)\n{injected}",
                                                    metadata={"tags": ["injected-parameters"]}))
     if not any("parameters" in c.metadata.get("tags", []) for c in cells):
-        raise ValueError(f"{source}: no cell tagged 'parameters'")
+        raise UserError(f"{source}: no cell tagged 'parameters'")
     out = nbformat.v4.new_notebook(cells=cells)
     out.metadata["kernelspec"] = dict(KERNELSPEC)  # papermill, Kaggle's runner, needs a kernel name
     out.metadata["language_info"] = dict(LANGUAGE_INFO)

@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from steelkit import budget
+from steelkit.errors import UserError
 from steelkit_kaggle import settings
 
 WEEK_HOURS = 7 * 24
@@ -96,13 +97,13 @@ def schedule(items: list[tuple[str, float, list[str]]], quota_hours: float, sess
     week whose quota still holds it: ``first_week_hours`` (what is left of this week's quota; default the whole
     quota), then ``quota_hours`` a week."""
     if sessions < 1 or quota_hours <= 0:
-        raise ValueError(f"sessions {sessions} and quota {quota_hours} h: both must be above 0")
+        raise UserError(f"sessions {sessions} and quota {quota_hours} h: both must be above 0")
     first = quota_hours if first_week_hours is None else max(first_week_hours, 0.0)
     placed: dict[str, tuple[float, float, int]] = {}
     used: dict[int, float] = defaultdict(float)
     for slug, hours, waits in items:
         if hours > quota_hours:
-            raise ValueError(f"{slug}: {hours:.1f} GPU hours, more than the weekly quota of {quota_hours:.1f} h")
+            raise UserError(f"{slug}: {hours:.1f} GPU hours, more than the weekly quota of {quota_hours:.1f} h")
         start = max([placed[w][1] for w in waits if w in placed], default=0.0)
         while True:
             week = int(start // WEEK_HOURS)

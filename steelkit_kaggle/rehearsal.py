@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 
+from steelkit.errors import UserError
 from steelkit_kaggle import image
 
 LAYOUTS = ("slug", "owner")
@@ -64,7 +65,7 @@ def mount_path(inputs: Path, slug: str, layout: str = "slug", kind: str = "datas
                owner: str = "steelkit-demo") -> Path:
     """Where Kaggle mounts the input ``slug`` in ``layout``."""
     if layout not in LAYOUTS:
-        raise ValueError(f"input layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+        raise UserError(f"input layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
     return inputs / slug if layout == "slug" else inputs / kind / owner / slug
 
 

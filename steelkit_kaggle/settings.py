@@ -31,12 +31,14 @@ from pathlib import Path
 
 from slugify import slugify
 
+from steelkit.errors import UserError
+
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 SETTINGS = KERNELS / "kernels.json"
 TITLE_LIMITS = (5, 50)
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError):
     """kernels.json says something Kaggle would reject or that cannot be built."""
 
 

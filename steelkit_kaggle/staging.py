@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from steelkit.errors import UserError
 from steelkit_kaggle import image
 from steelkit_kaggle.settings import KERNELS
 
@@ -53,7 +54,7 @@ def stage_wheels(out: Path, user: str, find_links: Path | None = None, echo=prin
     wanted = []
     for name in image.read_record().lacks:
         if name not in pinned:
-            raise ValueError(f"{REQUIREMENTS}: no pin for {name}, which {image.RECORD} says Kaggle's image lacks")
+            raise UserError(f"{REQUIREMENTS}: no pin for {name}, which {image.RECORD} says Kaggle's image lacks")
         wanted.append(f"{name}=={pinned[name]}")
     source = ["--no-index", "--find-links", str(find_links)] if find_links else []
     done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
@@ -61,7 +62,7 @@ def stage_wheels(out: Path, user: str, find_links: Path | None = None, echo=prin
                           capture_output=True, text=True)
     if done.returncode:
         errors = [line for line in done.stderr.splitlines() if not line.startswith("WARNING: Location")]
-        raise RuntimeError(f"could not stage wheels {', '.join(wanted)} "
+        raise UserError(f"could not stage wheels {', '.join(wanted)} "
                            f"({'from ' + str(find_links) if find_links else 'from the package index'}): "
                            + " ".join(errors[-3:]))
     wheels = sorted(out.glob("*.whl"))
@@ -79,13 +80,13 @@ def encoder_source(encoder: str) -> tuple[str, str]:
 
         cfg = timm.models.get_pretrained_cfg(encoder[3:])
         if cfg is None or not cfg.hf_hub_id:
-            raise ValueError(f"encoder {encoder}: timm names no hub repo for its pretrained weights")
+            raise UserError(f"encoder {encoder}: timm names no hub repo for its pretrained weights")
         return cfg.hf_hub_id, "main"
     import segmentation_models_pytorch as smp
 
     settings = smp.encoders.encoders.get(encoder, {}).get("pretrained_settings", {}).get("imagenet")
     if settings is None:
-        raise ValueError(f"encoder {encoder}: smp 0.6 has no ImageNet weights for it")
+        raise UserError(f"encoder {encoder}: smp 0.6 has no ImageNet weights for it")
     return settings["repo_id"], settings.get("revision") or "main"
 
 
@@ -117,7 +118,7 @@ def stage_encoder_weights(out: Path, user: str, encoders: list[str] | None = Non
         try:
             path = Path(hf_hub_download(repo, filename="model.safetensors", revision=revision))
         except Exception as error:  # huggingface_hub raises many kinds: offline, missing, denied
-            raise RuntimeError(f"encoder {encoder}: cannot fetch {repo}@{revision}/model.safetensors "
+            raise UserError(f"encoder {encoder}: cannot fetch {repo}@{revision}/model.safetensors "
                                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
                                "run this on a machine with internet access") from None
         target = out / f"{encoder}.safetensors"
@@ -182,7 +183,7 @@ def stage_models(out: Path, sources: list[Path], user: str, inference_config: Pa
     if model_instance:
         parts = model_instance.replace("{user}", user).split("/")
         if len(parts) != 4 or parts[2] != "pyTorch":
-            raise ValueError(f"model instance {model_instance!r}: expected <owner>/<model>/pyTorch/<variation>")
+            raise UserError(f"model instance {model_instance!r}: expected <owner>/<model>/pyTorch/<variation>")
         owner, model, framework, variation = parts
         (out / "model-instance-metadata.json").write_text(json.dumps({
             "ownerSlug": owner, "modelSlug": model, "instanceSlug": variation, "framework": framework,

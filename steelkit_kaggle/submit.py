@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from steelkit.errors import UserError
 from steelkit_kaggle import campaign, fetch, push, settings
 
 SUBMISSIONS_HEADER = ["ref", "fileName", "date", "description", "status", "publicScore", "privateScore"]
@@ -87,12 +88,12 @@ def submit(config: dict, kernel: dict, user: str, record_dir: Path, runs: Path, 
     scores as ERROR is a PushError quoting its description."""
     slug = kernel["slug"]
     if Path(kernel["source"]).name != "submission.py":
-        raise ValueError(f"{slug} is not a submission kernel (its source is {kernel['source']})")
+        raise UserError(f"{slug} is not a submission kernel (its source is {kernel['source']})")
     record = campaign.load(record_dir)
     item = record["kernels"].get(slug, {})
     if not campaign.is_complete(item) or not item.get("version"):
         said = (f"version {item.get('version')} is {item.get('status')}" if item else "it was never pushed")
-        raise ValueError(f"{slug}: {said} in {Path(record_dir) / campaign.RECORD}; only a COMPLETE version that "
+        raise UserError(f"{slug}: {said} in {Path(record_dir) / campaign.RECORD}; only a COMPLETE version that "
                          "is the latest pushed can be submitted (push --wait it first)")
     if not item.get("fetched"):
         item["fetched"] = str(fetch.fetch(kernel, user, runs, echo=echo))

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("cls-effb1", "cls-r34", "seg-unet-effb3", "seg-fpn-effb3", "seg-fpn-effb3-dice")
 SEED_ENSEMBLE = (("cls-effb1", 3), ("cls-r34", 1), ("seg-unet-effb3", 1), ("seg-fpn-effb3-dice", 3),
                  ("seg-fpn-effb3", 2))  # the submission's members in kernels.json (a test keeps them equal)
+TINY_ENSEMBLE = (("cls-r34", 1), ("seg-unet-effb3", 1))  # --tiny: one model of each stage and family
 TTA = ("none", "hflip", "vflip")
 TEST_IMAGES = 5506
 # steelkit's loop at or above this share of the plain loop's images a second: two runs on an H200 read the same
@@ -263,7 +264,8 @@ def check_loader(device, size: Size, training: list[dict], work: Path) -> dict:
     dataset = SteelDataset(samples, shape, train_augment(recipe, shape), grayscale, cache, recipe.seed)
     default = train.loader_workers(recipe.num_workers)
     fed_by = {}
-    for workers in sorted({default, max(1, default - 1), max(1, default // 2)}, reverse=True):
+    tried = {default} if size.tiny else {default, max(1, default - 1), max(1, default // 2)}
+    for workers in sorted(tried, reverse=True):
         loader = train.make_loader(dataset, dataclasses.replace(recipe, num_workers=workers), context, train=True)
         fed_by[workers] = steelkit_loop(recipe, device, size, loader)["images_per_s"]
         del loader
@@ -286,6 +288,10 @@ def check_loader(device, size: Size, training: list[dict], work: Path) -> dict:
             "threads": torch.get_num_threads()}
 
 
+def ensemble_of(size: Size) -> tuple:
+    return TINY_ENSEMBLE if size.tiny else SEED_ENSEMBLE
+
+
 def write_ensemble(size: Size, folder: Path) -> dict[str, list[Path]]:
     """The seed's ensemble as checkpoints of random weights: each model of each preset and fold."""
     import torch
@@ -295,8 +301,8 @@ def write_ensemble(size: Size, folder: Path) -> dict[str, list[Path]]:
     from steelkit.recipe import preset
 
     paths: dict[str, list[Path]] = {"classifier": [], "segmenter": []}
-    for name, count in SEED_ENSEMBLE:
-        for fold in range(1 if size.tiny else count):  # tiny: one of each, the script's check
+    for name, count in ensemble_of(size):
+        for fold in range(count):
             recipe = dataclasses.replace(fit(preset(name), size), fold=fold)
             torch.manual_seed(fold)
             model = build_model(recipe, load_weights=False)
@@ -336,7 +342,7 @@ def family_rates(device, size: Size) -> dict:
     flop: dict[str, float] = {}
     seconds: dict[str, float] = {}
     repeats = 1 if size.tiny else 3
-    for name, _ in SEED_ENSEMBLE:
+    for name, _ in ensemble_of(size):
         recipe = fit(preset(name), size)
         images, _ = pad_to_multiple(torch.rand(8, 3, *size.shape, device=device))  # as Ensemble pads them
         if device.type == "cuda":

@@ -99,3 +99,36 @@ def test_score_against_a_long_schema_truth(tmp_path):
     missing = steelkit("score", partial, truth)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert f"1 images of {truth} are not in {partial}, e.g. {named[0]}" in missing.stderr
+
+
+def test_a_bug_in_steelkit_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
+    """An internal KeyError (a wrong key in steelkit's own dicts) is no user's mistake: traceback, exit 1."""
+    from steelkit import cli, errors
+
+    def broken(args):
+        return {}["a key steelkit forgot"]
+
+    monkeypatch.setattr(cli, "cmd_budget", broken)
+    assert cli.main(["budget", "--train", "cls-r34"]) == 1
+    said = capsys.readouterr().err
+    assert "Traceback" in said and "KeyError: 'a key steelkit forgot'" in said and errors.REPORT in said
+
+
+def test_a_users_mistake_is_one_line_and_exit_2(capsys):
+    from steelkit import cli
+
+    assert cli.main(["budget", "--train", "cls-r99"]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("steelkit budget: error: unknown preset 'cls-r99'") and "Traceback" not in said
+
+
+def test_build_kernel_tells_a_bug_from_a_mistake(monkeypatch, capsys):
+    import build_kernel
+    from steelkit import errors
+
+    assert build_kernel.main(["plan", "no such kernel"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    monkeypatch.setattr(build_kernel, "cmd_plan", lambda args: [][1])
+    assert build_kernel.main(["plan"]) == 1
+    said = capsys.readouterr().err
+    assert "IndexError" in said and errors.REPORT in said

@@ -21,7 +21,7 @@ RECORDS = Path(__file__).parent / "gpu-records"
 @pytest.fixture(scope="module")
 def tiny_check(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu") / "gpu-check.json"
-    code = gpu.main(["--device", "cpu", "--tiny", "--out", str(out)])
+    code = gpu.main(["--device", "cpu", "--tiny", "--out", str(out), "--presets", "cls-r34", "seg-fpn-effb3-dice"])
     return code, json.loads(out.read_text())
 
 
@@ -29,7 +29,7 @@ def test_tiny_check_writes_a_plausible_record(tiny_check, capsys):
     code, record = tiny_check
     assert code == 0, record["errors"]
     assert record["errors"] == {} and record["device"]["type"] == "cpu" and record["size"] == "tiny"
-    assert [row["preset"] for row in record["training"]] == list(gpu.PRESETS)
+    assert [row["preset"] for row in record["training"]] == ["cls-r34", "seg-fpn-effb3-dice"]
     for row in record["training"]:
         assert row["images_per_s"] > 0 and row["plain_images_per_s"] > 0 and row["contiguous_images_per_s"] > 0
         assert row["ratio"] == pytest.approx(row["images_per_s"] / row["plain_images_per_s"])
@@ -39,7 +39,7 @@ def test_tiny_check_writes_a_plausible_record(tiny_check, capsys):
     assert 0 <= loader["wait_share"] <= 1 and loader["fed_images_per_s"] > 0 and loader["workers"] >= 1
     assert str(loader["workers"]) in loader["fed_by_workers"]
     sub = record["submission"]
-    assert sub["models"] == {"classifier": 2, "segmenter": 3} and sub["tta"] == 3
+    assert sub["models"] == {"classifier": 1, "segmenter": 1} and sub["tta"] == 3
     assert sub["minutes_for_test_set"] == pytest.approx(gpu.TEST_IMAGES / sub["images_per_s"] / 60)
     assert sub["estimate_minutes_kaggle"] < sub["estimate_minutes_one_t4"]
     assert set(sub["family_tflops"]) == {"resnet", "depthwise"} and all(v > 0 for v in sub["family_tflops"].values())
@@ -51,7 +51,7 @@ def test_tiny_check_writes_a_plausible_record(tiny_check, capsys):
     assert record["rates"]["device_type"] == "cpu"
     assert set(record["rates"]["inference_tflops"]) == {"resnet", "depthwise"}
     printed = gpu.table(record)
-    assert "cls-effb1" in printed and "[ok] amp matches fp32" in printed and "[--] ddp nccl" in printed
+    assert "seg-fpn-effb3-dice" in printed and "[ok] amp matches fp32" in printed and "[--] ddp nccl" in printed
 
 
 def test_verdicts_fail_on_cuda_when_a_check_fails(tiny_check):
@@ -60,7 +60,7 @@ def test_verdicts_fail_on_cuda_when_a_check_fails(tiny_check):
     slow = json.loads(json.dumps(record))
     slow["device"]["type"] = "cuda"
     slow["training"][0]["ratio"] = gpu.NO_SLOWER - 0.01
-    assert any(passed is False and "cls-effb1" in what for what, passed, _ in gpu.verdicts(slow))
+    assert any(passed is False and "cls-r34" in what for what, passed, _ in gpu.verdicts(slow))
     broken = json.loads(json.dumps(record))
     broken["paths"]["amp_matches_fp32"]["ok"] = False
     broken["errors"]["loader"] = "Traceback...\nRuntimeError: boom"

@@ -57,7 +57,7 @@ def test_a_training_notebook_installs_the_attached_wheels_trains_on_two_processe
     assert {"recipe.json", "best.pt", "metrics.csv", "oof.npz"} <= {p.name for p in out.iterdir()}
     outputs = _outputs(result["notebook"])
     assert "segmentation-models-pytorch: installed from" in outputs and "datasets/alice/steelkit-wheels" in outputs
-    assert "albumentations: on the image" in outputs
+    assert "albucore: on the image" in outputs
     assert "image/png" in outputs and (out / "curves.png").is_file(), "the curves shown inline"
     assert not image.importable("segmentation_models_pytorch"), "a rehearsal's installs must not persist"
     assert not image.importable("iterstrat")

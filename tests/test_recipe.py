@@ -1,6 +1,10 @@
+import dataclasses
+import json
+
 import pytest
 
 from steelkit import recipe as recipes
+from steelkit.recipe import Recipe, override, preset
 
 
 def test_presets_follow_the_seed():
@@ -44,3 +48,32 @@ def test_bad_overrides_name_themselves(assignment, message):
 def test_recipes_are_checked_at_construction(changes, message):
     with pytest.raises(ValueError, match=message):
         recipes.Recipe(**changes)
+
+
+def test_the_recipe_records_what_shapes_the_model_and_a_recipe_written_before_still_loads(tmp_path):
+    import torch
+
+    from steelkit.augment import train_augment
+    from steelkit.models import build_model
+    from steelkit.train import build_optimizer
+
+    old = {k: v for k, v in dataclasses.asdict(preset("cls-tiny")).items()
+           if k not in ("nesterov", "head_dropout", "head_prior", "brightness_contrast_limit")}
+    (tmp_path / "recipe.json").write_text(json.dumps(old))
+    loaded = Recipe.load(tmp_path / "recipe.json")  # a recipe.json of before these fields: today's values
+    assert (loaded.nesterov, loaded.head_dropout, loaded.head_prior, loaded.brightness_contrast_limit) == \
+        (True, 0.2, 0.1, 0.2)
+    assert preset("seg-tiny").head_prior == 0.01
+    assert json.loads(loaded.to_json())["head_prior"] == 0.1, "a saved recipe holds the value it used"
+
+    changed = override(preset("cls-tiny"), ["nesterov=false", "head_dropout=0.5", "head_prior=0.3",
+                                            "brightness_contrast_limit=0.1", "optimizer=sgd"])
+    model = build_model(changed, load_weights=False)
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.5]
+    last = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.testing.assert_close(last.bias, torch.full((4,), float(torch.logit(torch.tensor(0.3)))))
+    assert build_optimizer(model, changed).param_groups[0]["nesterov"] is False
+    assert build_optimizer(model, preset("cls-effb1")).param_groups[0]["nesterov"] is True
+    assert train_augment(changed, (64, 400)).limit == 0.1
+    with pytest.raises(ValueError, match="head_prior 1.5"):
+        override(preset("cls-tiny"), ["head_prior=1.5"])
