@@ -70,7 +70,7 @@ def to_t4(family_name: str, device: str) -> float:
     found = device_spec(device)
     if found is None:
         raise UserError(f"device {device!r}: its peak figures are unknown (known: {', '.join(DEVICES)}), so a rate "
-                         "measured there cannot be carried to a T4")
+                        "measured there cannot be carried to a T4")
     (tflops, bandwidth), (t4_tflops, t4_bandwidth) = found[1], DEVICES["T4"]
     return t4_tflops / tflops if family_name == "resnet" else t4_bandwidth / bandwidth
 
@@ -259,7 +259,7 @@ class TrainingEstimate:
         cap = cap_hours * 3600
         if self.startup + self.epoch + self.final > cap:
             raise UserError(f"{self.name}: one epoch ({self.epoch / 3600:.1f} h with start-up and the final "
-                             f"pass) does not fit a {cap_hours:g}-hour session")
+                            f"pass) does not fit a {cap_hours:g}-hour session")
         if self.seconds <= cap:
             return [self.epochs]
         per_part = int((cap - self.startup) // self.epoch)

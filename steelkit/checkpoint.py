@@ -47,7 +47,7 @@ def load_state(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()[-1][:200] if str(error).strip() else type(error).__name__
         raise UserError(f"checkpoint {path}: refused, it holds more than tensors and plain values (loading it "
-                         f"could run code it carries; steelkit loads weights only): {reason}") from None
+                        f"could run code it carries; steelkit loads weights only): {reason}") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise UserError(f"checkpoint {path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
@@ -64,8 +64,8 @@ def check_finite(tensors: dict, where) -> None:
            if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
     if bad:
         raise UserError(f"{where}: {len(bad)} of {len(tensors)} weight tensors are not finite (NaN or infinity), "
-                         f"e.g. {bad[0]}: the run that wrote it diverged; retrain it (a lower lr, amp=false, or "
-                         "checked labels)")
+                        f"e.g. {bad[0]}: the run that wrote it diverged; retrain it (a lower lr, amp=false, or "
+                        "checked labels)")
 
 
 def save_run(out_dir: str | os.PathLike, epochs_done: int, epochs: int, stopped: str = "") -> Path:
@@ -85,7 +85,7 @@ def read_run(folder: str | os.PathLike) -> dict:
         state = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: missing; the run never reached its end (or a steelkit before run.json made "
-                         "it)") from None
+                        "it)") from None
     except (OSError, ValueError) as error:
         raise UserError(f"{path}: not readable ({error})") from None
     if not isinstance(state, dict) or not {"finished", "epochs_done", "epochs"} <= set(state):

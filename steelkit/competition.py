@@ -37,7 +37,7 @@ def detect_schema(columns) -> str:
     if names == set(LONG_COLUMNS):
         return LONG
     raise UserError(f"unknown columns {list(columns)}; expected {','.join(WIDE_COLUMNS)} "
-                     f"or {','.join(LONG_COLUMNS)}")
+                    f"or {','.join(LONG_COLUMNS)}")
 
 
 def read_csv(path: str | os.PathLike) -> pd.DataFrame:
@@ -71,8 +71,8 @@ def read_table(path: str | os.PathLike, sample: bool = False) -> tuple[pd.DataFr
         if erased.any() and not sample:
             row = int(np.argmax(erased))
             raise UserError(f"{path}, row {row + 2}: image {image_ids[row]} has ClassId 0 on a row with a defect "
-                             f"(EncodedPixels {frame['EncodedPixels'].iloc[row][:30]!r}); classes are 1-4, and 0 "
-                             "is valid only in today's sample_submission.csv")
+                            f"(EncodedPixels {frame['EncodedPixels'].iloc[row][:30]!r}); classes are 1-4, and 0 "
+                            "is valid only in today's sample_submission.csv")
     rles = frame["EncodedPixels"].to_numpy(dtype=object)
     return _canonical(path, image_ids, class_ids, rles), schema, list(frame.columns)
 
@@ -82,7 +82,7 @@ def _split_wide_keys(frame: pd.DataFrame, path: Path) -> tuple[np.ndarray, np.nd
     if parts.shape[1] != 2 or parts[1].isna().any():
         row = int(np.argmax(parts[1].isna().to_numpy())) if parts.shape[1] == 2 else 0
         raise UserError(f"{path}, row {row + 2}: ImageId_ClassId {frame['ImageId_ClassId'].iloc[row]!r} "
-                         "is not <image>_<class>")
+                        "is not <image>_<class>")
     return parts[0].to_numpy(dtype=object), _parse_class_ids(parts[1], path, allowed=CLASSES)
 
 

@@ -141,7 +141,7 @@ class TestImages(Dataset):
             image = decode_image(self.paths[index], self.grayscale)
             if image.shape[:2] != self.shape:
                 raise UserError(f"image {self.paths[index]}: {image.shape[0]}x{image.shape[1]}, "
-                                 f"expected {self.shape[0]}x{self.shape[1]}")
+                                f"expected {self.shape[0]}x{self.shape[1]}")
         except (OSError, ValueError) as failure:
             error = str(failure)
             image = np.zeros((*self.shape, 1 if self.grayscale else 3), dtype=np.uint8)

@@ -57,7 +57,7 @@ def read_folds(path: str | os.PathLike, table: pd.DataFrame | None = None) -> pd
         missing = set(table["ImageId"]) - set(folds["ImageId"])
         if missing:
             raise UserError(f"{path}: no fold for {len(missing)} images, e.g. {sorted(missing)[0]}; "
-                             "delete it to make new folds")
+                            "delete it to make new folds")
     return folds
 
 
@@ -66,11 +66,11 @@ def check_made_as(folds: pd.DataFrame, path: str | os.PathLike, n_folds: int, se
     found = int(folds["fold"].max()) + 1
     if found != n_folds:
         raise UserError(f"{path} holds {found} folds, the recipe asks for {n_folds}: train with "
-                         f"--set n_folds={found}, or move {path} away to make {n_folds} new folds")
+                        f"--set n_folds={found}, or move {path} away to make {n_folds} new folds")
     seeds = set(folds["seed"].dropna().astype(int)) if "seed" in folds.columns else set()
     if seeds and seeds != {seed}:
         raise UserError(f"{path} was made with seed {sorted(seeds)[0]}, the recipe asks for folds_seed {seed}: "
-                         f"train with --set folds_seed={sorted(seeds)[0]}, or move {path} away to make new folds")
+                        f"train with --set folds_seed={sorted(seeds)[0]}, or move {path} away to make new folds")
 
 
 def load_or_make(table: pd.DataFrame, path: str | os.PathLike, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:

@@ -132,7 +132,7 @@ class ImageCache:
         image = decode_image(self.paths[slot], self.channels == 1)
         if image.shape[:2] != self.shape:  # the channels are the decode's: 1 or 3 as asked
             raise UserError(f"image {self.paths[slot]}: {image.shape[0]}x{image.shape[1]}, "
-                             f"expected {self.shape[0]}x{self.shape[1]}")
+                            f"expected {self.shape[0]}x{self.shape[1]}")
         self._pixels[slot] = image
         self._flags[slot] = 1  # after the pixels: a reader that sees the flag sees them
         return image

@@ -44,7 +44,7 @@ def build_segmenter(recipe) -> nn.Module:
         raise UnknownName(f"unknown segmenter arch {recipe.arch!r}; choose one of {', '.join(SEGMENTERS)}")
     if recipe.decoder_channels and recipe.arch not in ("Unet", "UnetPlusPlus"):
         raise UserError(f"recipe {recipe.name!r}: decoder_channels {recipe.decoder_channels} is an option of Unet and "
-                         f"UnetPlusPlus, not of {recipe.arch} (set decoder_channels=)")
+                        f"UnetPlusPlus, not of {recipe.arch} (set decoder_channels=)")
     extra = {"decoder_channels": recipe.decoder_channels} if recipe.decoder_channels else {}
     return SEGMENTERS[recipe.arch](encoder_name=recipe.encoder, encoder_weights=None, classes=N_CLASSES, **extra)
 
@@ -148,7 +148,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | os.PathLike) -> None:
     missing = [k for k in missing if not _without_model_prefix(k).startswith(HEAD_PREFIXES)]
     if missing or unexpected:
         raise UserError(f"{path} does not fit encoder {type(encoder).__name__}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+                        f"unexpected {unexpected[:5]}")
 
 
 def pad_to_multiple(images: torch.Tensor, multiple: int = 32) -> tuple[torch.Tensor, tuple[int, int]]:

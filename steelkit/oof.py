@@ -98,7 +98,7 @@ def map_sources(folders, key: str = SEG_PROBS) -> tuple[list[str], list[tuple[Pa
         data = open_file(path, key)
         if found and meta(data) != found:
             raise UserError(f"{path}: images of {meta(data)['shape']} at scale {meta(data)['scale']}, the other "
-                             f"out-of-fold files {found['shape']} at scale {found['scale']}")
+                            f"out-of-fold files {found['shape']} at scale {found['scale']}")
         found = meta(data)
         per_file.append((path, data[IMAGE_IDS].tolist()))
     ids = sorted({i for _, file_ids in per_file for i in file_ids})

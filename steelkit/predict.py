@@ -46,10 +46,10 @@ class InferenceConfig:
         tta.check_modes(self.tta)
         if not 0 <= self.pseudo_low <= self.pseudo_high <= 1:
             raise UserError(f"pseudo_low {self.pseudo_low} and pseudo_high {self.pseudo_high}: expected "
-                             "0 <= pseudo_low <= pseudo_high <= 1")
+                            "0 <= pseudo_low <= pseudo_high <= 1")
         if self.batch_size < 1 or self.num_workers < -1:
             raise UserError(f"batch_size {self.batch_size} (at least 1), num_workers {self.num_workers} "
-                             "(-1: from the cores, or 0 or more)")
+                            "(-1: from the cores, or 0 or more)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

@@ -37,7 +37,7 @@ def read_pseudo_labels(path: str | os.PathLike) -> pd.DataFrame:
     if twice.any():
         row = int(twice.to_numpy().argmax())
         raise UserError(f"{path}, row {row + 2}: image {frame['ImageId'].iloc[row]} class "
-                         f"{frame['ClassId'].iloc[row]} appears twice")
+                        f"{frame['ClassId'].iloc[row]} appears twice")
     table = frame.pivot(index="ImageId", columns="ClassId", values="EncodedPixels")
     table = table.reindex(columns=["1", "2", "3", "4"], fill_value="").fillna("")
     table.columns = list(RLE_COLUMNS)

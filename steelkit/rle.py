@@ -106,7 +106,7 @@ def _checked_value(token: str, position: int, n_pixels: int, shape: tuple[int, i
     if value > n_pixels:
         shown = token if len(token) <= 30 else f"{token[:12]}...{token[-6:]} ({len(token)} digits)"
         raise UserError(f"RLE value {shown!r} at position {position} is larger than the {n_pixels} pixels of "
-                         f"the image: past the end of a {shape[0]}x{shape[1]} image")
+                        f"the image: past the end of a {shape[0]}x{shape[1]} image")
     return value
 
 
@@ -126,7 +126,7 @@ def _check_runs(starts: np.ndarray, lengths: np.ndarray, shape: tuple[int, int])
     if overlap.any():
         i = int(np.argmax(overlap)) + 1
         raise UserError(f"RLE pair {i + 1} ({starts[i]} {lengths[i]}) overlaps or precedes pair {i} "
-                         f"({starts[i - 1]} {lengths[i - 1]}); runs must be sorted and disjoint")
+                        f"({starts[i - 1]} {lengths[i - 1]}); runs must be sorted and disjoint")
 
 
 def decode(rle: str, shape: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:

@@ -148,13 +148,13 @@ def check_same_images(ids: list[str], shape, table: pd.DataFrame, data_dir: Path
     foreign = [i for i in ids if i not in known]
     if foreign:
         raise UserError(f"{len(foreign)} of the {len(ids)} images of the out-of-fold files of "
-                         f"{', '.join(map(str, folders))} are not images of {data_dir} (train.csv, train_images), "
-                         f"e.g. {foreign[0]}: were they trained on another competition?")
+                        f"{', '.join(map(str, folders))} are not images of {data_dir} (train.csv, train_images), "
+                        f"e.g. {foreign[0]}: were they trained on another competition?")
     sample = [data_dir / "train_images" / i for i in ids[:64] if (data_dir / "train_images" / i).is_file()]
     if sample and agreed_shape(sample, f"training images of {data_dir}") != tuple(shape):
         found = agreed_shape(sample)
         raise UserError(f"the out-of-fold files of {', '.join(map(str, folders))} are of {shape[0]}x{shape[1]} "
-                         f"images, those of {data_dir} are {found[0]}x{found[1]}")
+                        f"images, those of {data_dir} are {found[0]}x{found[1]}")
 
 
 def search_grids(defaults: PostprocessConfig = PostprocessConfig()) -> dict:
@@ -219,7 +219,7 @@ def search(classifier_dirs, segmenter_dirs, data_dir: str | os.PathLike,
         covered = np.array([n for n, i in enumerate(ids) if i in lookup], dtype=np.int64)
         if not covered.size:
             raise UserError(f"none of the {len(ids)} images the segmenters held out has classifier out-of-fold "
-                             "probabilities: train both stages on at least one common fold")
+                            "probabilities: train both stages on at least one common fold")
         cls = np.stack([lookup[ids[n]] for n in covered])
     else:
         cls = np.ones((len(ids), 4), dtype=np.float32)

@@ -84,4 +84,4 @@ class Deadline:
         epochs = self.epochs[:1] or [row["seconds"] for row in history if "seconds" in row][-1:]
         if epochs and epochs[0] > self.limit:
             raise UserError(f"time limit {self.limit:.0f} s cannot hold one epoch: an epoch took {epochs[0]:.0f} s "
-                             "(last.pt keeps what was done; resume with a longer --time-limit)")
+                            "(last.pt keeps what was done; resume with a longer --time-limit)")

@@ -83,7 +83,7 @@ def check_resumable(saved: Recipe, recipe: Recipe, path: Path) -> None:
     if refused:
         changes = ", ".join(f"{n} {getattr(saved, n)!r} -> {getattr(recipe, n)!r}" for n in refused)
         raise UserError(f"{path} was made by another recipe ({changes}); a resumed run may change only "
-                         f"{', '.join(RESUMABLE_CHANGES)}")
+                        f"{', '.join(RESUMABLE_CHANGES)}")
 
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -119,8 +119,8 @@ def accumulation_steps(recipe: Recipe, world_size: int = 1) -> int:
     per_step = recipe.batch_size * world_size
     if recipe.effective_batch % per_step:
         raise UserError(f"recipe {recipe.name!r}: effective_batch {recipe.effective_batch} is not a multiple of "
-                         f"batch_size {recipe.batch_size} x {world_size} processes; choose batch_size or "
-                         f"effective_batch so that it is (--set batch_size=... / effective_batch=...)")
+                        f"batch_size {recipe.batch_size} x {world_size} processes; choose batch_size or "
+                        f"effective_batch so that it is (--set batch_size=... / effective_batch=...)")
     return recipe.effective_batch // per_step
 
 

@@ -63,7 +63,7 @@ def held_out_predictions(member_dirs, data_dir: Path, stage: str, config: Infere
     ids, groups = held_out_by(member_dirs, only)
     if not ids:
         raise UserError(f"none of the {stage}s' out-of-fold images is among the images to tune on (those the "
-                         "classifiers held out): train both stages on at least one common fold")
+                        "classifiers held out): train both stages on at least one common fold")
     missing = [i for i in ids if i not in table.index]
     if missing:
         raise UserError(f"{len(missing)} out-of-fold images are not in {data_dir / 'train.csv'}, e.g. {missing[0]}")

@@ -63,8 +63,8 @@ def stage_wheels(out: Path, user: str, find_links: Path | None = None, echo=prin
     if done.returncode:
         errors = [line for line in done.stderr.splitlines() if not line.startswith("WARNING: Location")]
         raise UserError(f"could not stage wheels {', '.join(wanted)} "
-                           f"({'from ' + str(find_links) if find_links else 'from the package index'}): "
-                           + " ".join(errors[-3:]))
+                        f"({'from ' + str(find_links) if find_links else 'from the package index'}): "
+                        + " ".join(errors[-3:]))
     wheels = sorted(out.glob("*.whl"))
     for wheel in wheels:
         if not wheel.name.endswith("-none-any.whl"):
@@ -119,8 +119,8 @@ def stage_encoder_weights(out: Path, user: str, encoders: list[str] | None = Non
             path = Path(hf_hub_download(repo, filename="model.safetensors", revision=revision))
         except Exception as error:  # huggingface_hub raises many kinds: offline, missing, denied
             raise UserError(f"encoder {encoder}: cannot fetch {repo}@{revision}/model.safetensors "
-                               f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                               "run this on a machine with internet access") from None
+                            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                            "run this on a machine with internet access") from None
         target = out / f"{encoder}.safetensors"
         shutil.copyfile(path, target)
         resolved = path.parent.name if path.parent.parent.name == "snapshots" else revision

@@ -94,7 +94,7 @@ def submit(config: dict, kernel: dict, user: str, record_dir: Path, runs: Path, 
     if not campaign.is_complete(item) or not item.get("version"):
         said = (f"version {item.get('version')} is {item.get('status')}" if item else "it was never pushed")
         raise UserError(f"{slug}: {said} in {Path(record_dir) / campaign.RECORD}; only a COMPLETE version that "
-                         "is the latest pushed can be submitted (push --wait it first)")
+                        "is the latest pushed can be submitted (push --wait it first)")
     if not item.get("fetched"):
         item["fetched"] = str(fetch.fetch(kernel, user, runs, echo=echo))
         campaign.save(record_dir, record)
