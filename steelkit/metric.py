@@ -68,14 +68,6 @@ def summarize(pair_scores: np.ndarray) -> dict[str, float]:
     return summary
 
 
-def dice_torch(pred, truth):
-    """Per-pair Dice of (N, 4, H, W) binary torch tensors -> (N, 4) float32 tensor, for validation."""
-    pred, truth = pred.bool(), truth.bool()
-    intersection = (pred & truth).sum(dim=(2, 3)).float()
-    total = pred.sum(dim=(2, 3)).float() + truth.sum(dim=(2, 3)).float()
-    return (2 * intersection / total.clamp(min=1)).where(total > 0, 1.0)
-
-
 def format_report(summary: dict[str, float], baseline: dict[str, float] | None = None) -> str:
     """First line ``mean Dice: 0.87120``, then a per-class table (with the baseline beside it if given)."""
     lines = [f"mean Dice: {summary['mean']:.5f}"]

@@ -187,8 +187,3 @@ def decode_window(rle: str, shape: tuple[int, int], top: int, left: int, height:
         return cv2.transpose(window, dst=out)
     return cv2.flip(cv2.transpose(window), flip, dst=out)
 
-
-def area(rle: str) -> int:
-    """Number of defect pixels in an RLE string, without decoding it."""
-    tokens = str(rle or "").split()
-    return int(np.array(tokens[1::2], dtype=np.int64).sum()) if tokens else 0

@@ -1,7 +1,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from steelkit import metric, rle
 
@@ -24,17 +23,6 @@ def test_hand_computed_pairs():
 
 def test_prediction_missing_a_defect_scores_zero():
     assert metric.dice_masks(_masks(5, 0, 0, 0), _masks(0, 0, 0, 0))[0, 0] == 0.0
-
-
-def test_torch_version_matches_numpy():
-    rng = np.random.default_rng(0)
-    truth = (rng.random((6, 4, 16, 20)) < 0.1).astype(np.uint8)
-    pred = (rng.random((6, 4, 16, 20)) < 0.1).astype(np.uint8)
-    truth[0] = pred[0] = 0  # empty/empty pairs score 1 in both
-    expected = metric.dice_masks(truth, pred)
-    got = metric.dice_torch(torch.from_numpy(pred), torch.from_numpy(truth)).numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
-    assert got[0].tolist() == [1.0] * 4
 
 
 def test_tables_cover_the_union_of_images_and_score_like_masks():

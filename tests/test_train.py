@@ -218,7 +218,8 @@ def test_the_segmenter_learns(tmp_path):
 
     tables = oof["seg_tables"]
     assert tables.shape == (len(valid), 4, len(thresholds.GRIDS["pixel"]), len(thresholds.GRIDS["min_component"]), 2)
-    areas = [[rle.area(table.loc[i, f"rle_{k}"]) for k in (1, 2, 3, 4)] for i in oof["image_ids"]]
+    shape = tuple(int(v) for v in oof["shape"])
+    areas = [[int(rle.decode(table.loc[i, f"rle_{k}"], shape).sum()) for k in (1, 2, 3, 4)] for i in oof["image_ids"]]
     assert oof["truth_px"].tolist() == areas
     kept, overlap = tables[..., 0], tables[..., 1]
     assert (overlap <= np.minimum(kept, oof["truth_px"][:, :, None, None])).all()

@@ -35,7 +35,8 @@ def test_validation_spread_over_ranks_equals_one_process(mini):
     torch.manual_seed(0)
     model, loss_fn = build_model(recipe), build_loss(recipe)
     loader = lambda d: torch.utils.data.DataLoader(d, batch_size=3)  # noqa: E731
-    whole = validation.validate(model, loader(dataset), loss_fn, recipe, torch.device("cpu"))
+    whole = validation.scores_and_oof(validation.validation_parts(model, loader(dataset), loss_fn, recipe,
+                                                                  torch.device("cpu")), recipe.stage)
     parts = [validation.validation_parts(model, loader(validation.shard(dataset, 3, rank, 2)), loss_fn, recipe,
                                          torch.device("cpu")) for rank in range(2)]
     assert sum(parts[1]["count"]) == 5  # rank 1 validated its share: the last 2 of 4 batches (5 images)
