@@ -28,7 +28,10 @@ LEDGER = "submissions.csv"
 LEDGER_COLUMNS = ["time", "kernel", "version", "ref", "members", "postprocess", "cv", "cv_class_1", "cv_class_2",
                   "cv_class_3", "cv_class_4", "cv_kind", "cv_in_sample", "cv_seed", "status", "public", "private",
                   "message", "error"]
+# The end states Kaggle reports, for a kernel's run and a submission's scoring alike (KernelWorkerStatus,
+# SubmissionStatus): one home, read by push, fetch and submit
 DONE = "COMPLETE"
+FAILED = ("ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED", "CANCELLED", "CANCELED")
 
 
 def now() -> str:

@@ -20,8 +20,6 @@ from pathlib import Path
 
 from steelkit_kaggle import campaign
 
-DONE, FAILED = "COMPLETE", ("ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED", "CANCELLED", "CANCELED")
-
 
 class PushError(RuntimeError):
     """A push or a run on Kaggle that failed; the message names the kernel and quotes the CLI."""
@@ -81,7 +79,7 @@ def wait_for(kernel_id: str, item: dict, save, poll_seconds: float = 60, timeout
     started, said = time.time(), None
     while True:
         state, failure = status(kernel_id)
-        ended = state == DONE or state in FAILED
+        ended = state == campaign.DONE or state in campaign.FAILED
         if ended and not item.get("seen_running"):
             if said != "stale":
                 echo(f"  {kernel_id}: kaggle still reports {state}, which may be the previous version's: "
@@ -101,9 +99,9 @@ def wait_for(kernel_id: str, item: dict, save, poll_seconds: float = 60, timeout
                 save()
                 echo(f"  {kernel_id}: {state}")
                 said = state
-            if state == DONE:
+            if state == campaign.DONE:
                 return
-            if state in FAILED:
+            if state in campaign.FAILED:
                 raise PushError(f"{kernel_id} ended in {state}: {failure or 'no failure message'} "
                                 "(its dependents were not pushed)")
         if time.time() - started > timeout_seconds:
@@ -134,7 +132,8 @@ def push(built: list[tuple[dict, Path]], user: str, record_dir: Path, sources: d
                   "not pushed before" if not item else
                   "changed since version {}".format(item.get("version")) if item.get("hash") != digest else
                   "a source was pushed again" if renewed & set(sources.get(slug, [])) else
-                  f"version {item.get('version')} ended in {item['status']}" if item.get("status") in FAILED else "")
+                  f"version {item.get('version')} ended in {item['status']}"
+                  if item.get("status") in campaign.FAILED else "")
         if reason:
             line, version = push_one(folder, kernel_id)
             campaign.pushed(item, version, digest)

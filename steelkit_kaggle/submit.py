@@ -128,7 +128,7 @@ def submit(config: dict, kernel: dict, user: str, record_dir: Path, runs: Path, 
     started = time.time()
     while True:
         scored = [s for s in submissions(config["competition"]) if s["ref"] == str(answer["ref"])]
-        if scored and scored[0]["status"] in ("COMPLETE", "ERROR"):
+        if scored and (scored[0]["status"] == campaign.DONE or scored[0]["status"] in campaign.FAILED):
             break
         if time.time() - started > timeout_seconds:
             raise push.PushError(f"submission {answer['ref']} still {scored[0]['status'] if scored else 'unlisted'} "
