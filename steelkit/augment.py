@@ -20,6 +20,7 @@ import albucore
 import cv2
 import numpy as np
 
+from steelkit import masks
 from steelkit import rle as rle_lib
 
 
@@ -98,7 +99,7 @@ def _flip_code(draw: Draw) -> int | None:
 def crop_item(image: np.ndarray, rles, shape: tuple[int, int], crop: tuple[int, int],
               draw: Draw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(H, W, C) uint8 image and its four RLE strings -> the augmented crop: (h, w, C) uint8 image, its
-    (h, w) uint8 mask with bit k - 1 for class k (``packed_mask``), and the (4,) uint8 labels it holds; the
+    (h, w) uint8 mask with bit k - 1 for class k (``masks.pack``), and the (4,) uint8 labels it holds; the
     image is made in one copy."""
     height, width = crop
     rows = slice(draw.top, draw.top + height)
@@ -106,7 +107,7 @@ def crop_item(image: np.ndarray, rles, shape: tuple[int, int], crop: tuple[int, 
     window, code = image[rows, draw.left:draw.left + width], _flip_code(draw)
     # cv2 copies a flipped window 5x faster than numpy copies a reversed view (it drops a last axis of 1)
     out = np.ascontiguousarray(window) if code is None else cv2.flip(window, code).reshape(window.shape)
-    mask = packed_mask(rles, shape, draw.top, draw.left, height, width, code)[0]
+    mask = masks.pack(rles, shape, draw.top, draw.left, height, width, code)[0]
     if draw.blackout:
         chosen = blackout_region(rles, shape, draw.pick)
         if chosen is not None:
@@ -120,34 +121,4 @@ def crop_item(image: np.ndarray, rles, shape: tuple[int, int], crop: tuple[int, 
                 mask[region] = 0
     if draw.alpha != 1.0 or draw.beta != 0.0:  # after the blackout, as the seed's order had it
         out = albucore.multiply_add(out, draw.alpha, draw.beta, inplace=True)
-    return out, mask, mask_labels(mask)
-
-
-def packed_mask(rles, shape: tuple[int, int], top: int = 0, left: int = 0, height: int | None = None,
-                width: int | None = None, flip: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The four RLE strings' window at (top, left) (default: the whole image) as one (h, w) uint8 mask, bit
-    k - 1 set for class k (a quarter of the bytes of a (4, h, w) mask to carry to the device, where
-    ``model_input.unpack_masks`` opens it), and the (4,) uint8 classes whose runs reach the window's
-    columns (on a window of full height: the classes present). Empty classes cost no decode."""
-    height, width = height or shape[0], width or shape[1]
-    mask = np.zeros((height, width), dtype=np.uint8)
-    touched = np.zeros(4, dtype=np.uint8)
-    layer = None
-    for k, text in enumerate(rles):
-        first = not touched.any()
-        target = mask if first else layer if layer is not None else np.empty_like(mask)
-        if rle_lib.decode_window(text, shape, top, left, height, width, out=target, flip=flip) is None:
-            continue
-        touched[k] = 1
-        if first:  # decoded straight into the mask
-            np.left_shift(mask, k, out=mask)
-        else:
-            layer = target
-            np.bitwise_or(mask, np.left_shift(layer, k, out=layer), out=mask)
-    return mask, touched
-
-
-def mask_labels(mask: np.ndarray) -> np.ndarray:
-    """The (4,) uint8 presence of each class in a packed mask."""
-    bits = int(np.bitwise_or.reduce(mask, axis=None)) if mask.size else 0
-    return np.array([(bits >> k) & 1 for k in range(4)], dtype=np.uint8)
+    return out, mask, masks.labels(mask)

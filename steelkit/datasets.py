@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from steelkit import augment as augment_lib
+from steelkit import masks
 from steelkit import rle as rle_lib
 from steelkit.competition import RLE_COLUMNS, decode_image, refuse_images
 from steelkit.errors import UserError
@@ -95,7 +96,7 @@ class SteelDataset(Dataset):
         sample = self.samples[index]
         image = self.image(index)
         if self.augment is None:
-            mask, labels = augment_lib.packed_mask(sample.rles, self.shape)  # the whole image: runs = presence
+            mask, labels = masks.pack(sample.rles, self.shape)  # the whole image: runs = presence
         else:
             rng = np.random.default_rng((self.seed, epoch, index))
             draw = augment_lib.draw(self.augment, self.shape, rng)

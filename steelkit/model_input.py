@@ -1,7 +1,7 @@
-"""The model's input and targets, made on the device: batches travel as uint8 (N, H, W, C) images (C = 1 for
-the competition's grayscale images, 3 for colour) and (N, H, W) masks packed a bit a class; the images
-become (N, 3, H, W) float32 ImageNet-normalised there, channels replicated and, where asked,
-channels_last (an NHWC batch permuted to NCHW is channels_last already), the masks (N, 4, H, W) uint8.
+"""The model's input, made on the device: batches travel as uint8 (N, H, W, C) images (C = 1 for the
+competition's grayscale images, 3 for colour) and become (N, 3, H, W) float32 ImageNet-normalised there,
+channels replicated and, where asked, channels_last (an NHWC batch permuted to NCHW is channels_last already).
+The targets travel packed (``steelkit.masks``).
 
 The numbers are albumentations' ``Normalize`` of the same pixels (``(x - 255 mean) / (255 std)``), within
 float rounding: the CPU pipeline that used to make them.
@@ -36,11 +36,3 @@ def model_input(images: torch.Tensor, device: torch.device, channels_last: bool 
     out = (pixels.float() - mean) / std
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return out.contiguous(memory_format=fmt)
-
-
-def unpack_masks(packed: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
-    """(N, H, W) uint8 masks with bit k - 1 for class k, on any device -> (N, 4, H, W) uint8 in {0, 1} on
-    ``device`` (default: where they are)."""
-    packed = packed.to(device, non_blocking=True) if device is not None else packed
-    bits = torch.arange(4, dtype=torch.uint8, device=packed.device).view(1, 4, 1, 1)
-    return (packed.unsqueeze(1) >> bits) & 1

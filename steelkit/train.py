@@ -52,7 +52,8 @@ from steelkit.datasets import (
 )
 from steelkit.errors import UserError
 from steelkit.losses import build_loss
-from steelkit.model_input import model_input, unpack_masks
+from steelkit.masks import unpack
+from steelkit.model_input import model_input
 from steelkit.models import build_model, freeze_unused
 from steelkit.pseudo import read_pseudo_labels
 from steelkit.recipe import Recipe
@@ -135,7 +136,7 @@ def backward_step(model, batch: dict, loss_fn, scaler, recipe: Recipe, device: t
     detached loss on the device (reading it would wait for the GPU)."""
     images = model_input(batch["image"], device, device.type == "cuda" and recipe.channels_last)
     target = batch["labels"].to(device, non_blocking=True) if recipe.stage == "classifier" \
-        else unpack_masks(batch["mask"], device)
+        else unpack(batch["mask"], device)
     with torch.autocast(device.type, enabled=device.type == "cuda" and recipe.amp):
         logits = model(images)
     loss = loss_fn(logits.float(), target.float())  # masks travel as uint8, float only on the device

@@ -31,7 +31,7 @@ from steelkit.competition import agreed_shape, grayscale_is_exact, read_labels
 from steelkit.datasets import SteelDataset, loader_workers, samples_from_table, worker_init_fn
 from steelkit.ensemble import Ensemble, resolve_devices
 from steelkit.errors import UserError
-from steelkit.model_input import unpack_masks
+from steelkit.masks import unpack
 from steelkit.postprocess import TABLE_PIXEL_GRID, TABLE_SIZE_GRID, full_resolution_stats
 from steelkit.predict import InferenceConfig
 
@@ -109,7 +109,7 @@ def ensemble_oof(segmenter_dirs, data_dir: str | os.PathLike, out_dir: str | os.
                                                only)
     found = {oof.SEG_PROBS: {}, oof.SEG_TABLES: {}, oof.TRUTH_PX: {}}
     for batch_ids, probs, batch in batches:
-        truth = unpack_masks(batch["mask"]).numpy() > 0
+        truth = unpack(batch["mask"]).numpy() > 0
         tables = full_resolution_stats(probs.cpu().numpy(), truth)
         small = torch.nn.functional.avg_pool2d(probs, scale) if scale > 1 else probs
         maps = (small * 255).round().to(torch.uint8).cpu().numpy()

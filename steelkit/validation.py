@@ -23,7 +23,8 @@ from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from steelkit import metric, oof
-from steelkit.model_input import model_input, unpack_masks
+from steelkit.masks import unpack
+from steelkit.model_input import model_input
 from steelkit.models import pad_to_multiple
 from steelkit.postprocess import (
     TABLE_PIXEL_GRID,
@@ -53,7 +54,7 @@ def validation_parts(model, loader, loss_fn, recipe, device: torch.device, show:
     for batch in tqdm(loader, desc="validate", leave=False, disable=not show):
         images = model_input(batch["image"], device)
         target = (batch["labels"].to(device) if recipe.stage == "classifier"
-                  else unpack_masks(batch["mask"], device)).float()
+                  else unpack(batch["mask"], device)).float()
         padded, (height, width) = pad_to_multiple(images)
         if device.type == "cuda" and recipe.channels_last:
             padded = padded.contiguous(memory_format=torch.channels_last)
@@ -99,11 +100,6 @@ def scores_and_oof(parts: dict, stage: str) -> dict:
     probs, truth = np.concatenate(parts["cls_probs"]), np.concatenate(parts["labels"])
     scores.update(classifier_scores(probs, truth))
     return {"scores": scores, "oof": {oof.CLS_PROBS: probs.astype(np.float32)}}
-
-
-def validate(model, loader, loss_fn, recipe, device: torch.device) -> dict:
-    """Validation scores and out-of-fold probabilities of one process over the whole ``loader``."""
-    return scores_and_oof(validation_parts(model, loader, loss_fn, recipe, device), recipe.stage)
 
 
 def clean_masks(probs: np.ndarray) -> np.ndarray:

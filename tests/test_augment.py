@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from steelkit import augment, rle
+from steelkit import augment, masks, rle
 from steelkit.datasets import Sample, SteelDataset
-from steelkit.model_input import IMAGENET_MEAN, IMAGENET_STD, model_input, unpack_masks
+from steelkit.masks import unpack as unpack_masks
+from steelkit.model_input import IMAGENET_MEAN, IMAGENET_STD, model_input
 from steelkit.recipe import preset
 
 SHAPE = (32, 48)
@@ -142,13 +143,13 @@ def test_the_model_input_is_albumentations_normalisation_made_on_the_device():
 
 def test_packed_masks_carry_every_class_and_open_on_the_device():
     rng = np.random.default_rng(2)
-    masks = (rng.random((3, 4, 16, 24)) < 0.3).astype(np.uint8)
-    masks[1, 2] = 0  # an absent class
-    rles = [tuple(rle.encode(m) for m in image) for image in masks]
-    packed = np.stack([augment.packed_mask(r, (16, 24))[0] for r in rles])
+    planes = (rng.random((3, 4, 16, 24)) < 0.3).astype(np.uint8)
+    planes[1, 2] = 0  # an absent class
+    rles = [tuple(rle.encode(m) for m in image) for image in planes]
+    packed = np.stack([masks.pack(r, (16, 24))[0] for r in rles])
     assert packed.shape == (3, 16, 24) and packed.max() <= 15
-    np.testing.assert_array_equal(unpack_masks(torch.from_numpy(packed)).numpy(), masks)
-    np.testing.assert_array_equal(augment.mask_labels(packed[1]), [1, 1, 0, 1])
-    np.testing.assert_array_equal(augment.packed_mask(rles[1], (16, 24))[1], [1, 1, 0, 1])
-    window = augment.packed_mask(rles[0], (16, 24), 3, 5, 8, 10, flip=-1)[0]
-    np.testing.assert_array_equal(unpacked(window), masks[0][:, 3:11, 5:15][:, ::-1, ::-1])
+    np.testing.assert_array_equal(unpack_masks(torch.from_numpy(packed)).numpy(), planes)
+    np.testing.assert_array_equal(masks.labels(packed[1]), [1, 1, 0, 1])
+    np.testing.assert_array_equal(masks.pack(rles[1], (16, 24))[1], [1, 1, 0, 1])
+    window = masks.pack(rles[0], (16, 24), 3, 5, 8, 10, flip=-1)[0]
+    np.testing.assert_array_equal(unpacked(window), planes[0][:, 3:11, 5:15][:, ::-1, ::-1])
