@@ -2,7 +2,8 @@
 parameters injected, and ``kernel-metadata.json`` with every flag explicit, ready for
 ``kaggle kernels push -p``.
 
-How steelkit gets into a notebook: one code cell per module, ``%%writefile /tmp/steelkit-src/steelkit/<m>.py``
+How steelkit gets into a notebook: one code cell per module it runs (``modules_for``: the modules its code
+imports, what those import in turn, found from the sources), ``%%writefile /tmp/steelkit-src/steelkit/<m>.py``
 followed by the module's own source, then ``sys.path`` gains that folder and ``import steelkit`` works as
 anywhere else. The sources stay readable on Kaggle (plain Python, not a base64 blob); a cell that cannot
 write fails the notebook at once (no ``os.system`` return codes to ignore); and because the modules are
@@ -11,6 +12,7 @@ real files, tracebacks point into steelkit's own lines, which an in-memory impor
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -30,13 +32,48 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python
 GPU_MACHINE = "NvidiaTeslaT4"  # two T4s; Kaggle's torch build has no kernels for the P100 (sm_60)
 
 
-def steelkit_cells() -> list:
-    """The cells that write steelkit's modules and import it, plus the offline package set-up."""
-    modules = sorted(PACKAGE.glob("*.py"))
+ALWAYS = ("__init__", "offline", "paths")  # the set-up cell below imports them
+ENTRY = {"launch": ("__main__",)}  # launch starts `python -m steelkit train` on every rank: the entry point too
+# of a module whose functions each import their own (the command line), the functions a kernel runs
+RUNS_ONLY = {"cli": ("main", "build_parser", "cmd_train")}
+
+
+def imported_modules(source: str, functions: tuple[str, ...] | None = None) -> set[str]:
+    """The steelkit modules that Python ``source`` imports anywhere (inside functions too; of its functions only
+    ``functions`` where given)."""
+    tree = ast.parse(source)
+    roots = [tree] if functions is None else [
+        node for node in tree.body if not isinstance(node, (ast.FunctionDef, ast.ClassDef))
+        or (isinstance(node, ast.FunctionDef) and node.name in functions)]
+    found = set()
+    for node in (n for root in roots for n in ast.walk(root)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "steelkit":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("steelkit."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("steelkit.")}
+    return {name for name in found if (PACKAGE / f"{name}.py").is_file()}
+
+
+def modules_for(code: str) -> list[Path]:
+    """The modules a kernel's ``code`` runs: what it imports, what those import in turn, and the set-up's."""
+    wanted, todo = set(), [*ALWAYS, *imported_modules(code)]
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            source = (PACKAGE / f"{name}.py").read_text()
+            todo += [*imported_modules(source, RUNS_ONLY.get(name)), *ENTRY.get(name, ())]
+    return sorted(PACKAGE / f"{name}.py" for name in wanted)
+
+
+def steelkit_cells(modules: list[Path]) -> list:
+    """The cells that write ``modules`` of steelkit and import it, plus the offline package set-up."""
     cells = [nbformat.v4.new_markdown_cell(
-        f"### steelkit, inlined\nThe next {len(modules)} cells write the `steelkit` package to `{SOURCE_DIR}` "
-        "(each cell is one module's source, unchanged), then import it. Packages missing from this image are "
-        "installed from the attached wheels dataset, never from the internet."),
+        f"### steelkit, inlined\nThe next {len(modules)} cells write the modules of the `steelkit` package this "
+        f"kernel runs to `{SOURCE_DIR}` (each cell is one module's source, unchanged), then import it. Packages "
+        "missing from this image are installed from the attached wheels dataset, never from the internet."),
         nbformat.v4.new_code_cell(f"import os, shutil\nshutil.rmtree({SOURCE_DIR!r}, ignore_errors=True)\n"
                                   f"os.makedirs({SOURCE_DIR!r} + '/steelkit')")]
     for module in modules:
@@ -90,6 +127,9 @@ def build_notebook(kernel: dict) -> nbformat.NotebookNode:
     """The notebook of one kernel: its source, its parameters injected, steelkit inlined."""
     source = KERNELS / kernel["source"]
     notebook = jupytext.read(source)
+    code = "\n".join(cell.source for cell in notebook.cells
+                     if cell.cell_type == "code" and "steelkit" not in cell.metadata.get("tags", [])
+                     and not cell.source.lstrip().startswith(("%", "!")))
     cells = []
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
@@ -97,7 +137,7 @@ def build_notebook(kernel: dict) -> nbformat.NotebookNode:
             cells += [cell, summary_cell(kernel)]
             continue
         if "steelkit" in tags:
-            cells += steelkit_cells()
+            cells += steelkit_cells(modules_for(code))
             continue
         cells.append(cell)
         if "parameters" in tags and kernel.get("parameters"):

@@ -18,7 +18,7 @@ def built(tmp_path_factory):
 
 
 def test_every_kernel_builds_a_valid_notebook_with_honest_metadata(built):
-    modules = sorted(p.name for p in notebooks.PACKAGE.glob("*.py"))
+    every = sorted(p.name for p in notebooks.PACKAGE.glob("*.py"))
     for slug, folder in built.items():
         notebook = nbformat.read(folder / f"{slug}.ipynb", as_version=4)
         nbformat.validate(notebook)
@@ -28,7 +28,13 @@ def test_every_kernel_builds_a_valid_notebook_with_honest_metadata(built):
         assert "parameters" in tags[first_code], f"{slug}: the first code cell holds the parameters"
         written = [c.source.splitlines()[0].rsplit("/", 1)[1] for c in notebook.cells
                    if c.source.startswith("%%writefile")]
-        assert written == modules, "every steelkit module inlined, as plain source"
+        assert written == sorted(written) and set(written) < set(every), f"{slug}: the modules it runs, no more"
+        assert {"__init__.py", "offline.py", "paths.py"} <= set(written), "the set-up cell's modules"
+        for cell in (c for c in notebook.cells if c.source.startswith("%%writefile")):
+            name = cell.source.splitlines()[0].rsplit("/", 1)[1]
+            assert cell.source.split("\n", 1)[1] == (notebooks.PACKAGE / name).read_text(), "plain source"
+            assert notebooks.imported_modules((notebooks.PACKAGE / name).read_text(),
+                                              notebooks.RUNS_ONLY.get(name[:-3])) <= {w[:-3] for w in written}
         meta = json.loads((folder / "kernel-metadata.json").read_text())
         assert meta["id"] == f"alice/{slug}" and meta["code_file"] == f"{slug}.ipynb" and len(slug) >= 5
         assert meta["enable_internet"] is False and meta["language"] == "python"
@@ -77,3 +83,13 @@ def test_notebooks_read_as_a_story_with_the_inlined_package_hidden(built):
         assert cell.metadata["_kg_hide-output"] is not shown and cell.metadata["jupyter"]["outputs_hidden"] is not shown
     story = [c for c in notebook.cells if c.cell_type == "code" and "steelkit" not in c.metadata.get("tags", [])]
     assert len(story) <= 10, "the reader's cells, not the package's"
+
+
+def test_a_kernel_carries_the_modules_its_code_imports_and_theirs_in_turn():
+    code = "from steelkit import paths, tuning\n"
+    found = {p.stem for p in notebooks.modules_for(code)}
+    assert {"tuning", "thresholds", "postprocess", "rle", "ensemble", "tta", "oof"} <= found
+    assert not {"train", "cli", "synthetic", "realism", "budget"} & found, "nothing tuning never imports"
+    trained = {p.stem for p in notebooks.modules_for("from steelkit import launch\n")}
+    assert {"__main__", "cli", "train", "recipe"} <= trained, "torchrun's ranks run python -m steelkit train"
+    assert not {"synthetic", "realism", "budget", "thresholds"} & trained, "of the command line, train alone"
