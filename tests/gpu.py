@@ -292,8 +292,9 @@ def ensemble_of(size: Size) -> tuple:
     return TINY_ENSEMBLE if size.tiny else SEED_ENSEMBLE
 
 
-def write_ensemble(size: Size, folder: Path) -> dict[str, list[Path]]:
-    """The seed's ensemble as checkpoints of random weights: each model of each preset and fold."""
+def write_ensemble(size: Size, folder: Path) -> tuple[dict[str, list[Path]], list]:
+    """The seed's ensemble as checkpoints of random weights: each model of each preset and fold -> (their
+    paths by stage, their recipes)."""
     import torch
 
     from steelkit import checkpoint
@@ -301,14 +302,16 @@ def write_ensemble(size: Size, folder: Path) -> dict[str, list[Path]]:
     from steelkit.recipe import preset
 
     paths: dict[str, list[Path]] = {"classifier": [], "segmenter": []}
+    recipes = []
     for name, count in ensemble_of(size):
         for fold in range(count):
             recipe = dataclasses.replace(fit(preset(name), size), fold=fold)
+            recipes.append(recipe)
             torch.manual_seed(fold)
             model = build_model(recipe, load_weights=False)
             paths[recipe.stage].append(checkpoint.save(folder / f"{name}-fold{fold}" / checkpoint.BEST, {
                 "model": model.state_dict(), "recipe": dataclasses.asdict(recipe), "epoch": 0, "score": 0.0}))
-    return paths
+    return paths, recipes
 
 
 def forward_seconds(model, images, spatial: bool, repeats: int) -> float:
@@ -356,9 +359,8 @@ def family_rates(device, size: Size) -> dict:
 
 def check_submission(device, size: Size, work: Path) -> dict:
     from steelkit import budget, predict, synthetic
-    from steelkit.recipe import Recipe
 
-    paths = write_ensemble(size, work / "ensemble")
+    paths, recipes = write_ensemble(size, work / "ensemble")
     config = predict.InferenceConfig(tta=TTA, batch_size=8)
     seconds = []
     # a first run picks cudnn's kernels for every model (minutes of it would count in the small run only),
@@ -375,16 +377,15 @@ def check_submission(device, size: Size, work: Path) -> dict:
         raise RuntimeError(f"predict took {seconds[1]:.1f} s for {size.test_images[1]} images and {seconds[0]:.1f} s "
                            f"for {size.test_images[0]}: the difference cannot time an image")
     per_image = (seconds[1] - seconds[0]) / (size.test_images[1] - size.test_images[0])
-    recipes = [Recipe.from_dict(json.loads(json.dumps(_recipe_of(path)))) for stage in paths for path in paths[stage]]
     one_t4 = budget.estimate(recipes, TEST_IMAGES, len(TTA), gpus=1, shape=padded(size.shape))
     kaggle = budget.estimate(recipes, TEST_IMAGES, len(TTA), shape=padded(size.shape))
     rates = family_rates(device, size)
     here = {}
     if device.type == "cuda" and budget.device_spec(torch_name(device)):
         scaled = {f: rate / budget.to_t4(f, torch_name(device)) for f, rate in budget.T4_TFLOPS.items()}
-        here = {"estimate_minutes_this_device": budget.estimate(recipes, TEST_IMAGES, len(TTA), tflops=None,
-                                                                gpus=1, shape=padded(size.shape), rates=budget.Rates(
-                                                                    scaled, scaled)).minutes}
+        this_device = budget.estimate(recipes, TEST_IMAGES, len(TTA), gpus=1, shape=padded(size.shape),
+                                      rates=budget.Rates(scaled, scaled))
+        here = {"estimate_minutes_this_device": this_device.minutes}
     return {"models": {stage: len(found) for stage, found in paths.items()}, "tta": len(TTA),
             "images": list(size.test_images), "seconds": seconds, "images_per_s": 1 / per_image,
             "minutes_for_test_set": per_image * TEST_IMAGES / 60, "test_images": TEST_IMAGES,
@@ -392,12 +393,6 @@ def check_submission(device, size: Size, work: Path) -> dict:
             "family_tflops": rates,
             "depthwise_to_resnet": rates["depthwise"] / rates["resnet"] if {"depthwise", "resnet"} <= set(rates)
             else None, "assumed_depthwise_to_resnet": budget.T4_TFLOPS["depthwise"] / budget.T4_TFLOPS["resnet"]}
-
-
-def _recipe_of(path: Path) -> dict:
-    from steelkit import checkpoint
-
-    return checkpoint.load_state(path)["recipe"]
 
 
 def torch_name(device) -> str:
