@@ -37,6 +37,7 @@ from steelkit_kaggle import (
     demo,
     dress_rehearsal,
     fetch,
+    kaggle_cli,
     notebooks,
     plan,
     push,
@@ -112,7 +113,7 @@ def cmd_stage_models(args) -> int:
 def cmd_plan(args) -> int:
     config = load(args)
     quota = {"used": 0.0, "remaining": args.quota_hours, "total": args.quota_hours, "refresh": ""} \
-        if args.quota_hours else push.quota()
+        if args.quota_hours else kaggle_cli.quota()
     result = plan.plan(config, chosen(config, args.kernels, gpu_only=True), quota, args.sessions)
     print(plan.format_plan(result))
     return 0
@@ -125,15 +126,16 @@ def cmd_push(args) -> int:
     record = campaign.load(args.out)
     needed = sum(plan.gpu_hours(kernel, config) for kernel in order
                  if kernel["slug"] in force or not campaign.is_complete(record["kernels"].get(kernel["slug"], {})))
-    quota = push.quota() if needed else None
+    quota = kaggle_cli.quota() if needed else None
     if quota and needed > quota["remaining"] and not args.over_quota:
-        raise push.PushError(f"these kernels need about {needed:.1f} GPU hours and the weekly quota has "
-                             f"{quota['remaining']:.1f} h left (it refreshes {quota['refresh'] or 'weekly'}); "
-                             "push fewer kernels (see `plan`), wait, or --over-quota")
+        raise kaggle_cli.KaggleError(f"these kernels need about {needed:.1f} GPU hours and the weekly quota has "
+                                     f"{quota['remaining']:.1f} h left (it refreshes {quota['refresh'] or 'weekly'}); "
+                                     "push fewer kernels (see `plan`), wait, or --over-quota")
     built = [(kernel, notebooks.build(kernel, config, args.user, args.out)) for kernel in order]
     sources = {kernel["slug"]: [d["slug"] for d in settings.dependencies(config, kernel)] for kernel in order}
+    then = None if args.no_fetch else lambda kernel, item: fetch.recorded(kernel, item, args.user, args.runs)
     push.push(built, args.user, args.out, sources, wait=args.wait, poll_seconds=args.poll_seconds, force=force,
-              fetch_to=None if args.no_fetch else args.runs, stale_seconds=args.stale_minutes * 60,
+              then=then, stale_seconds=args.stale_minutes * 60,
               confirmed={find(config, name)["slug"] for name in args.confirm})
     return 0
 
@@ -146,10 +148,14 @@ def cmd_fetch(args) -> int:
         raise ValueError(f"no COMPLETE kernel in {args.out / campaign.RECORD}; name the kernels to fetch")
     for name in names:
         kernel = find(config, name)
-        folder = fetch.fetch(kernel, args.user, args.runs)
-        item = campaign.entry(record, kernel["slug"])
-        if item:
-            item["fetched"] = str(folder)
+        item = record["kernels"].get(kernel["slug"])
+        if not item:
+            fetch.fetch(kernel, args.user, args.runs)
+            continue
+        item.pop("fetched", None)  # fetched anew: the latest completed version's files
+        try:
+            fetch.recorded(kernel, item, args.user, args.runs)
+        finally:
             campaign.save(args.out, record)
     return 0
 
@@ -165,7 +171,7 @@ def cmd_submit(args) -> int:
 
 def cmd_status(args) -> int:
     config = load(args)
-    text = campaign.format_status(config, campaign.load(args.out), campaign.read_ledger(args.out), push.quota())
+    text = campaign.format_status(config, campaign.load(args.out), campaign.read_ledger(args.out), kaggle_cli.quota())
     print(text)
     print(f"page: {report.campaign_page(args.out / 'campaign.html', text, campaign.read_ledger(args.out))}")
     return 0
@@ -278,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         args.user = "steelkit-user"
     try:
         return args.run(args)
-    except push.PushError as error:
+    except kaggle_cli.KaggleError as error:
         print(f"build_kernel: {error}", file=sys.stderr)
         return 1
     except (UserError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,

@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 
+from steelkit import metric, overlay
+from steelkit.competition import read_table
 from steelkit_kaggle import dress_rehearsal, report, twins
 
 USER = dress_rehearsal.USER
@@ -53,9 +56,6 @@ def demo(out: Path, layout: str = "slug", wheels_from: Path | None = None, echo=
          data: dress_rehearsal.Data = DEMO_DATA, profile: twins.Profile = DEMO) -> int:
     """The demo slice of the rehearsal in ``out`` (replaced whole); returns 0, or 1 naming a failing kernel.
     ``progress`` gets what the notebooks print as they run (default: the terminal, indented)."""
-    from steelkit import metric, overlay
-    from steelkit.competition import read_table
-
     out = Path(out).resolve()
     shutil.rmtree(out, ignore_errors=True)
     started = time.time()
@@ -95,8 +95,6 @@ def demo(out: Path, layout: str = "slug", wheels_from: Path | None = None, echo=
 
 def write_report(out: Path, result: dict, rounds: dict, empty: dict, pictures: list[Path], seconds: float) -> Path:
     """demo-output/report.html from what the rehearsal's notebooks wrote."""
-    import pandas as pd
-
     outputs = [result["outputs"] / k["slug"] for k in result["order"]]
     curves = [p for folder in outputs for p in sorted(folder.rglob("curves.png"))]
     searches = [p for folder in outputs for p in sorted(folder.glob("thresholds.png"))]

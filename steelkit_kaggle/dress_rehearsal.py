@@ -27,7 +27,9 @@ from pathlib import Path
 
 import nbformat
 
-from steelkit_kaggle import campaign, image, notebooks, rehearsal, settings, staging, twins
+from steelkit import metric, paths, synthetic
+from steelkit.competition import read_table
+from steelkit_kaggle import campaign, fetch, image, notebooks, rehearsal, settings, staging, twins
 
 USER = "steelkit-demo"
 RECORD = "rehearsal.json"
@@ -54,8 +56,6 @@ class RehearsalFailed(RuntimeError):
 def competition(out: Path, data: Data, echo=print) -> Path:
     """The synthetic competition in ``<out>/input/`` (made once, reused by a rerun), its test truth moved out
     of it to ``<out>/test_truth.csv``."""
-    from steelkit import paths, synthetic
-
     folder = out / "input" / paths.COMPETITION_SLUG
     if (folder / "train.csv").is_file() and (out / TRUTH).is_file():
         return folder
@@ -94,8 +94,6 @@ def failing_cell(executed: Path) -> str:
 def check_outputs(kernel: dict, working: Path) -> list[str]:
     """The files ``kernel`` had to write, all there (and a training kernel's last part finished) -> their names;
     RehearsalFailed naming what is wrong."""
-    from steelkit_kaggle import fetch
-
     expected = settings.outputs(kernel)
     missing = [name for name in expected if not (working / name).is_file()]
     if missing:
@@ -166,8 +164,6 @@ def mount(inputs: Path, kernel: dict, data_dir: Path, datasets: dict[str, Path],
     """``inputs`` as /kaggle/input holds it for ``kernel``: the competition, the datasets it attaches and the
     outputs of the kernels it attaches, nothing else (a kernel that reads all of /kaggle/input sees only these),
     hard-linked (no copies of the checkpoints) and read-only."""
-    from steelkit import paths
-
     _unprotect(inputs)
     shutil.rmtree(inputs, ignore_errors=True)
     inputs.mkdir(parents=True)
@@ -246,9 +242,6 @@ def stage_datasets(out: Path, config: dict, wheels_from: Path | None, echo=print
 
 def score_rounds(order: list[dict], out: Path, outputs: Path, data: Data) -> list[dict]:
     """Per submission kernel run: its local CV (cv.json) beside its score on the hidden test set."""
-    from steelkit import metric
-    from steelkit.competition import read_table
-
     truth, _, _ = read_table(out / TRUTH)
     rows = []
     for kernel in order:
@@ -289,8 +282,6 @@ def main(out: Path, names: list[str] = (), profile: twins.Profile = twins.REHEAR
     if result["rounds"]:
         final = result["rounds"][-1]
         echo(f"\nfinal submission {final['folder'] / 'submission.csv'} on the hidden test set:")
-        from steelkit import metric
-
         echo(metric.format_report(final["test"], final["empty"]))
         echo("\nlocal CV beside the hidden test set, per round:\n" + format_rounds(result["rounds"]))
     echo(f"{len(result['order'])} kernels in {result['seconds'] / 60:.1f} min (the twin's kernels.json: "

@@ -19,6 +19,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from steelkit import budget, recipe
 from steelkit.errors import UserError
 from steelkit_kaggle.settings import KERNELS, ensemble_presets
 
@@ -195,6 +196,4 @@ def build(kernel: dict, settings: dict, user: str, out: Path, echo=print) -> Pat
 
 def runtime_estimate(presets: list[str], test_images: int = 5506, tta: int = 3):
     """A submission kernel's estimated time on Kaggle's GPU (steelkit.budget)."""
-    from steelkit import budget, recipe
-
     return budget.estimate([recipe.preset(name) for name in presets], test_images, tta)

@@ -12,12 +12,14 @@ number for T4 x 2 sessions). A kernel's hours count against the week in which it
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
 from steelkit import budget
 from steelkit.errors import UserError
+from steelkit.recipe import override, preset
 from steelkit_kaggle import settings
 
 WEEK_HOURS = 7 * 24
@@ -25,8 +27,6 @@ WEEK_HOURS = 7 * 24
 
 def recipe_of(kernel: dict):
     """The training recipe a training kernel runs (its preset, fold and overrides)."""
-    from steelkit.recipe import override, preset
-
     parameters = kernel["parameters"]
     return override(preset(parameters["PRESET"]), [f"fold={parameters['FOLD']}", *parameters.get("OVERRIDES", [])])
 
@@ -54,8 +54,6 @@ def load(path: Path = settings.SETTINGS, rates: budget.Rates | None = None) -> d
     """kernels.json expanded, with every kernel longer than a session split into parts; ``rates`` (a GPU
     check's, ``budget.read_rates``) replace the estimated throughputs in the split and in every kernel's
     hours (``config["rates"]``)."""
-    import json
-
     try:
         campaign = json.loads(Path(path).read_text()).get("campaign", {})
     except (OSError, ValueError) as error:

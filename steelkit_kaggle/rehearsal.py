@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from nbclient import NotebookClient
 
 from steelkit.errors import UserError
 from steelkit_kaggle import image
@@ -81,8 +82,6 @@ def attach(inputs: Path, slug: str, source: Path, layout: str = "slug", kind: st
 def _echoing_client(progress):
     """nbclient's client, also handing the text a cell prints (its epoch lines and progress bars) to
     ``progress`` as it arrives; the inlined steelkit cells' outputs are left out."""
-    from nbclient import NotebookClient
-
     class Echoing(NotebookClient):
         def output(self, outs, msg, display_id, cell_index):
             cell = self.nb.cells[cell_index]

@@ -32,6 +32,7 @@ from pathlib import Path
 from slugify import slugify
 
 from steelkit.errors import UserError
+from steelkit.recipe import preset
 
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 SETTINGS = KERNELS / "kernels.json"
@@ -67,8 +68,6 @@ def _fill(value, values: dict):
 
 
 def _encoder(preset_name: str) -> str:
-    from steelkit.recipe import preset
-
     return preset(preset_name).encoder
 
 
@@ -294,8 +293,6 @@ def gate_folds(kernels: list[dict], kernel: dict, name: str = "") -> list[int]:
     its classifiers alike. Segmenter folds the classifiers miss are refused unless the group says
     ``"gate": "shared folds"`` (the search then tunes the gate on the shared folds' images alone, and says
     so); none shared is always refused."""
-    from steelkit.recipe import preset
-
     folds = {"classifier": set(), "segmenter": set()}
     for source in kernel["kernels"]:
         found = next((k for k in kernels if k["slug"] == source.split("/", 1)[-1]), None)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from steelkit.errors import UserError
+from steelkit.recipe import PRESETS
 from steelkit_kaggle import image
 from steelkit_kaggle.settings import KERNELS
 
@@ -92,8 +93,6 @@ def encoder_source(encoder: str) -> tuple[str, str]:
 
 def preset_encoders() -> list[str]:
     """Every encoder the presets name, once."""
-    from steelkit.recipe import PRESETS
-
     return sorted({recipe.encoder for recipe in PRESETS.values()})
 
 

@@ -19,7 +19,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from steelkit.recipe import preset
 from steelkit_kaggle import settings
+from steelkit_kaggle.plan import recipe_of
 
 PREFIX, TWIN_PREFIX = "steelkit", "rehearse"
 # the smallest encoder of each preset's family, built by the same code path (smp's own efficientnet and
@@ -66,8 +68,6 @@ def twin_title(text: str) -> str:
 
 
 def _recipe_overrides(preset_name: str, profile: Profile, finetune: bool) -> list[str]:
-    from steelkit.recipe import preset
-
     recipe = preset(preset_name)
     epochs = profile.finetune_epochs if finetune else profile.epochs_of.get(preset_name, profile.epochs)
     extra = [o for o in profile.overrides if recipe.arch == "Unet" or not o.startswith("decoder_channels")]
@@ -135,8 +135,6 @@ def twin_group(group: dict, profile: Profile) -> list[dict]:
 
 
 def twin_encoder(preset_name: str, profile: Profile | None = None) -> str:
-    from steelkit.recipe import preset
-
     encoder = preset(preset_name).encoder
     return {**TWIN_ENCODERS, **(profile.encoders if profile else {})}.get(encoder, encoder)
 
@@ -155,8 +153,6 @@ def write(out: Path, profile: Profile, source: Path = settings.SETTINGS) -> Path
 def parts_of(profile: Profile):
     """For ``settings.load``: a twin longer than ``profile.session_epochs`` epochs as parts of that many."""
     def parts(kernel: dict):
-        from steelkit_kaggle.plan import recipe_of
-
         if not Path(str(kernel["source"])).name.startswith("train_"):
             return None
         epochs = recipe_of(kernel).epochs

@@ -354,19 +354,25 @@ def test_submit_waits_for_the_score_and_writes_the_ledger_with_the_local_cv(kagg
     assert "Local CV against the leaderboard" in page and "0.91234" in page and "0.87654" in page
 
 
-def test_a_changed_submissions_format_is_an_error_not_a_wrong_score(monkeypatch):
-    from steelkit_kaggle import push as push_module
-    from steelkit_kaggle import submit
+def test_a_changed_csv_format_is_an_error_not_a_wrong_score_or_quota(monkeypatch):
+    from steelkit_kaggle import kaggle_cli
 
-    header = ",".join(submit.SUBMISSIONS_HEADER)
-    monkeypatch.setattr(push_module, "_run", lambda args, timeout=0: (0, f"{header}\n7,submission.csv,2026-12-01,m,"
-                                                                         "SubmissionStatus.COMPLETE,0.9,0.8"))
-    assert submit.submissions("c")[0] == {"ref": "7", "fileName": "submission.csv", "date": "2026-12-01",
-                                          "description": "m", "status": "COMPLETE", "publicScore": "0.9",
-                                          "privateScore": "0.8"}
-    monkeypatch.setattr(push_module, "_run", lambda args, timeout=0: (0, "ref,date,score\n7,2026-12-01,0.9"))
-    with pytest.raises(push_module.PushError, match="its format changed"):
-        submit.submissions("c")
+    header = ",".join(kaggle_cli.SUBMISSIONS_HEADER)
+    monkeypatch.setattr(kaggle_cli, "run", lambda args, timeout=0: (0, f"{header}\n7,submission.csv,2026-12-01,m,"
+                                                                      "SubmissionStatus.COMPLETE,0.9,0.8"))
+    assert kaggle_cli.submissions("c")[0] == {"ref": "7", "fileName": "submission.csv", "date": "2026-12-01",
+                                              "description": "m", "status": "COMPLETE", "publicScore": "0.9",
+                                              "privateScore": "0.8"}
+    monkeypatch.setattr(kaggle_cli, "run", lambda args, timeout=0: (0, "ref,date,score\n7,2026-12-01,0.9"))
+    with pytest.raises(kaggle_cli.KaggleError, match="its format changed"):
+        kaggle_cli.submissions("c")
+    monkeypatch.setenv("KAGGLE_KEY", "0123")
+    monkeypatch.setattr(kaggle_cli, "run", lambda args, timeout=0: (
+        0, "resource,used,remaining,total,refreshAt\nGPU,20.5h,9.5h,30h,2026-12-05"))
+    assert kaggle_cli.quota() == {"used": 20.5, "remaining": 9.5, "total": 30.0, "refresh": "2026-12-05"}
+    monkeypatch.setattr(kaggle_cli, "run", lambda args, timeout=0: (0, "resource,left,refreshAt\nGPU,9.5h,2026-12-05"))
+    with pytest.raises(kaggle_cli.KaggleError, match="its format changed"):
+        kaggle_cli.quota()
 
 
 def test_a_stopped_training_run_is_not_done_and_nothing_starts_on_it(kaggle_api):
