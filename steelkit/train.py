@@ -301,6 +301,28 @@ def image_cache(recipe: Recipe, paths: list, shape, grayscale: bool, context, ow
     return cache if context.is_rank_zero else imagecache.ImageCache.open(where, paths, shape, channels, owner)
 
 
+@dataclasses.dataclass
+class Run:
+    """What one training run holds, made once by ``setup``: the recipe (naming its folds file), the process's
+    place, data, model (``net`` is its DDP wrapper, or the model), optimiser, scaler and loss."""
+
+    recipe: Recipe
+    out_dir: Path
+    context: distributed.Context
+    shape: tuple[int, int]
+    cache: imagecache.ImageCache | None
+    items: int  # training and validation images, for the cache's line
+    train_loader: DataLoader
+    valid_loader: DataLoader
+    valid_ids: list[str]
+    model: torch.nn.Module
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss_fn: torch.nn.Module
+    steps_per_epoch: int
+
+
 def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
           epochs_now: int | None = None, device: str | None = None, time_limit: float | str | None = None,
           started_at: float | None = None, clock=time.time) -> dict:
@@ -313,9 +335,38 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     """
     deadline = None if time_limit is None else timelimit.Deadline(timelimit.parse_duration(time_limit),
                                                                   started_at, clock)
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    run = setup(recipe, Path(data_dir), Path(out_dir), resume, device)
+    start, best, history = resumed(run) if resume else (0, (-math.inf, -math.inf), [])
+    if run.context.is_rank_zero:
+        run.recipe.save(run.out_dir / "recipe.json")
+    if deadline is not None:
+        deadline.check_holds_an_epoch(history)
+
+    ran, stopped = 0, ""
+    for epoch in range(start, run.recipe.epochs):
+        stopped = stop_before(run, epoch, ran, epochs_now, deadline, history)
+        if stopped:
+            break
+        started, cached = clock(), run.cache.filled() if run.cache is not None else 0
+        row, oof_arrays, validating = train_and_validate(run, epoch, started, clock)
+        if run.context.is_rank_zero:
+            history.append(row)
+            best = save_epoch(run, epoch, row, oof_arrays, best, history, cached)
+        distributed.barrier(run.context)
+        ran += 1
+        if deadline is not None:
+            deadline.record(clock() - started, clock() - validating)
+            if ran == 1:
+                deadline.check_holds_an_epoch(history)
+    finish(run, start + ran, stopped, final_pass=ran > 0)
+    return {"best_score": best[0], "out": run.out_dir, "epochs_done": start + ran, "history": history,
+            "stopped": stopped}
+
+
+def setup(recipe: Recipe, data_dir: Path, out_dir: Path, resume: bool, device: str | None) -> Run:
+    """The run's rows, checked images and labels, the shared image cache, loaders, model, optimiser, scaler
+    and loss, on this process's device."""
     context = distributed.setup(device)
-    accumulation = accumulation_steps(recipe, context.world_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / checkpoint.LAST).exists() and not resume:
         raise FileExistsError(f"{out_dir} already holds a training run; resume it (--resume) or choose another --out")
@@ -344,101 +395,120 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         model = model.to(memory_format=torch.channels_last)
     net = DistributedDataParallel(model, device_ids=[context.device] if context.device.type == "cuda" else None) \
         if context.distributed else model
-    optimizer = build_optimizer(model, recipe)
-    steps_per_epoch = steps_in(len(train_loader), accumulation)
-    scaler = make_scaler(context.device, recipe)
-    loss_fn = build_loss(recipe).to(context.device)
+    return Run(recipe, out_dir, context, shape, cache, len(train_set) + len(valid_set), train_loader, valid_loader,
+               valid_ids, model, net,
+               build_optimizer(model, recipe), make_scaler(context.device, recipe),
+               build_loss(recipe).to(context.device),
+               steps_in(len(train_loader), accumulation_steps(recipe, context.world_size)))
 
-    start, best, history = 0, (-math.inf, -math.inf), []
-    if resume and (out_dir / checkpoint.LAST).exists():
-        state = checkpoint.load_state(out_dir / checkpoint.LAST)
-        check_resumable(Recipe.from_dict(state["recipe"]), recipe, out_dir / checkpoint.LAST)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        resume_scaler(scaler, state["scaler"])
-        start, best, history = state["epoch"] + 1, tuple(state["best"]), state["history"]
-        if context.is_rank_zero:
-            # a kill after last.pt and before the metrics leaves them an epoch behind, and its temp files behind
-            atomic.remove_stale(out_dir)
-            atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
-        if context.is_rank_zero and state.get("world_size", 1) != context.world_size:
-            tqdm.write(f"resuming a run of {state.get('world_size', 1)} process(es) with {context.world_size}: "
-                       f"the effective batch stays {recipe.effective_batch}, the schedule keeps its shape")
-    if context.is_rank_zero:
-        recipe.save(out_dir / "recipe.json")
-    if deadline is not None:
-        deadline.check_holds_an_epoch(history)
 
-    ran, stopped = 0, ""
-    for epoch in range(start, recipe.epochs):
-        if epochs_now is not None and ran >= epochs_now:
-            stopped = (f"{recipe.name} fold {recipe.fold}: stopped after epoch {epoch} of {recipe.epochs} "
-                       f"(epochs_now {epochs_now}: this session's share); resume to go on")
-            break
-        if deadline is not None:  # rank 0 decides for all: the ranks' clocks may differ a little
-            problem = distributed.broadcast_object(context, deadline.next_epoch_problem(
-                history, epoch + 1 == recipe.epochs, recipe.stage == "segmenter"))
-            if problem:
-                stopped = (f"{recipe.name} fold {recipe.fold}: stopped before epoch {epoch + 1} of {recipe.epochs} "
-                           f"({problem}); {out_dir / checkpoint.LAST} holds epoch {epoch}: resume to go on")
-                if context.is_rank_zero:
-                    tqdm.write(stopped)
-                break
-        started = clock()
-        seed = epoch_seed(recipe, epoch, context.rank)
-        seed_everything(seed)
-        train_loader.sampler.set_epoch(epoch)
-        cached = cache.filled() if cache is not None else 0
-        desc = f"{recipe.name} fold {recipe.fold} epoch {epoch + 1}/{recipe.epochs}"
-        done = train_one_epoch(net, train_loader, loss_fn, optimizer, scaler, recipe, context, epoch,
-                               steps_per_epoch, desc, out_dir=out_dir)
-        distributed.broadcast_buffers(model, context)
-        validating = clock()
-        parts = validation.validation_parts(model, valid_loader, loss_fn, recipe, context.device,
-                                            show=context.is_rank_zero)
-        gathered = distributed.gather(context, parts)
-        if context.is_rank_zero:
-            result = validation.scores_and_oof(validation.merge(gathered), recipe.stage)
-            row = {"epoch": epoch + 1, "lr": done["lr"], "steps": done["steps"], "train_loss": done["train_loss"],
-                   **{k: float(v) for k, v in result["scores"].items()}, "seconds": clock() - started,
-                   "val_seconds": clock() - validating}
-            if not math.isfinite(row["val_loss"]):  # a model whose outputs are not finite is no model at all
-                raise diverged(recipe, epoch, done["steps"], row["val_loss"], 0, "validation", out_dir)
-            history.append(row)
-            # the state first, the metrics then, the picture last: a kill between them loses no epoch that
-            # metrics.csv claims (a resumed run rewrites it from last.pt's history)
-            if (row["score"], -row["val_loss"]) > best:  # ties (common early on) go to the lower loss
-                best = (row["score"], -row["val_loss"])
-                checkpoint.save(out_dir / checkpoint.BEST, {
-                    "model": model.state_dict(), "recipe": dataclasses.asdict(recipe), "epoch": epoch,
-                    "score": row["score"], "scores": row})
-                oof.write(out_dir / oof.FILE, valid_ids, recipe.stage, recipe.oof_scale, shape, result["oof"])
-            checkpoint.save(out_dir / checkpoint.LAST, {
-                "model": model.state_dict(), "recipe": dataclasses.asdict(recipe), "epoch": epoch, "best": best,
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "history": history,
-                "world_size": context.world_size})
-            atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
-            draw_curves(pd.DataFrame(history), out_dir / "curves.png", f"{recipe.name} fold {recipe.fold}")
-            tqdm.write(f"{desc}: train loss {done['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
-                       f"score {row['score']:.4f} (best {best[0]:.4f}), {row['seconds']:.0f}s"
-                       + (cache_line(cache, cached, len(train_set) + len(valid_set)) if cache is not None else ""))
-        distributed.barrier(context)
-        ran += 1
-        if deadline is not None:
-            deadline.record(clock() - started, clock() - validating)
-            if ran == 1:
-                deadline.check_holds_an_epoch(history)
-    if recipe.stage == "segmenter" and start + ran >= recipe.epochs and (out_dir / checkpoint.BEST).exists() \
-            and (ran or not oof.has_tables(out_dir / oof.FILE)):
-        final_oof(model, valid_ids, valid_loader, loss_fn, recipe, context, out_dir, shape)
+def resumed(run: Run) -> tuple[int, tuple[float, float], list[dict]]:
+    """The state ``last.pt`` holds loaded into the run -> (the next epoch, the best (score, -loss), the
+    history); a fresh start when there is no ``last.pt``."""
+    path = run.out_dir / checkpoint.LAST
+    if not path.exists():
+        return 0, (-math.inf, -math.inf), []
+    state = checkpoint.load_state(path)
+    check_resumable(Recipe.from_dict(state["recipe"]), run.recipe, path)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    resume_scaler(run.scaler, state["scaler"])
+    if run.context.is_rank_zero:
+        # a kill after last.pt and before the metrics leaves them an epoch behind, and its temp files behind
+        atomic.remove_stale(run.out_dir)
+        atomic.write_csv(pd.DataFrame(state["history"]), run.out_dir / "metrics.csv")
+        if state.get("world_size", 1) != run.context.world_size:
+            tqdm.write(f"resuming a run of {state.get('world_size', 1)} process(es) with {run.context.world_size}: "
+                       f"the effective batch stays {run.recipe.effective_batch}, the schedule keeps its shape")
+    return state["epoch"] + 1, tuple(state["best"]), state["history"]
+
+
+def stop_before(run: Run, epoch: int, ran: int, epochs_now: int | None, deadline, history: list[dict]) -> str:
+    """Why this call stops before ``epoch`` (its share of epochs done, or the time limit), "" to go on."""
+    recipe, named = run.recipe, f"{run.recipe.name} fold {run.recipe.fold}"
+    if epochs_now is not None and ran >= epochs_now:
+        return (f"{named}: stopped after epoch {epoch} of {recipe.epochs} "
+                f"(epochs_now {epochs_now}: this session's share); resume to go on")
+    if deadline is None:
+        return ""
+    # rank 0 decides for all: the ranks' clocks may differ a little
+    problem = distributed.broadcast_object(run.context, deadline.next_epoch_problem(
+        history, epoch + 1 == recipe.epochs, recipe.stage == "segmenter"))
+    if not problem:
+        return ""
+    stopped = (f"{named}: stopped before epoch {epoch + 1} of {recipe.epochs} "
+               f"({problem}); {run.out_dir / checkpoint.LAST} holds epoch {epoch}: resume to go on")
+    if run.context.is_rank_zero:
+        tqdm.write(stopped)
+    return stopped
+
+
+def train_and_validate(run: Run, epoch: int, started: float, clock) -> tuple[dict | None, dict | None, float]:
+    """One epoch's training and validation -> (its metrics row and out-of-fold arrays on rank 0, else None,
+    when validation began). A validation loss that is not finite stops the run (``Diverged``)."""
+    recipe, context = run.recipe, run.context
+    seed_everything(epoch_seed(recipe, epoch, context.rank))
+    run.train_loader.sampler.set_epoch(epoch)
+    desc = f"{recipe.name} fold {recipe.fold} epoch {epoch + 1}/{recipe.epochs}"
+    done = train_one_epoch(run.net, run.train_loader, run.loss_fn, run.optimizer, run.scaler, recipe, context, epoch,
+                           run.steps_per_epoch, desc, out_dir=run.out_dir)
+    distributed.broadcast_buffers(run.model, context)
+    validating = clock()
+    parts = validation.validation_parts(run.model, run.valid_loader, run.loss_fn, recipe, context.device,
+                                        show=context.is_rank_zero)
+    gathered = distributed.gather(context, parts)
+    if not context.is_rank_zero:
+        return None, None, validating
+    result = validation.scores_and_oof(validation.merge(gathered), recipe.stage)
+    row = {"epoch": epoch + 1, "lr": done["lr"], "steps": done["steps"], "train_loss": done["train_loss"],
+           **{k: float(v) for k, v in result["scores"].items()}, "seconds": clock() - started,
+           "val_seconds": clock() - validating}
+    if not math.isfinite(row["val_loss"]):  # a model whose outputs are not finite is no model at all
+        raise diverged(recipe, epoch, done["steps"], row["val_loss"], 0, "validation", run.out_dir)
+    return row, result["oof"], validating
+
+
+def save_epoch(run: Run, epoch: int, row: dict, oof_arrays: dict, best: tuple[float, float], history: list[dict],
+               cached: int) -> tuple[float, float]:
+    """Rank 0 saves the epoch: ``best.pt`` and ``oof.npz`` when it is the best, ``last.pt``, ``metrics.csv``,
+    the curves, then its line -> the best (score, -loss) so far. The state first, the metrics then, the picture
+    last: a kill between them loses no epoch that metrics.csv claims (a resumed run rewrites it from last.pt's
+    history)."""
+    recipe, out_dir, model = run.recipe, run.out_dir, run.model
+    if (row["score"], -row["val_loss"]) > best:  # ties (common early on) go to the lower loss
+        best = (row["score"], -row["val_loss"])
+        checkpoint.save(out_dir / checkpoint.BEST, {
+            "model": model.state_dict(), "recipe": dataclasses.asdict(recipe), "epoch": epoch,
+            "score": row["score"], "scores": row})
+        oof.write(out_dir / oof.FILE, run.valid_ids, recipe.stage, recipe.oof_scale, run.shape, oof_arrays)
+    checkpoint.save(out_dir / checkpoint.LAST, {
+        "model": model.state_dict(), "recipe": dataclasses.asdict(recipe), "epoch": epoch, "best": best,
+        "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(), "history": history,
+        "world_size": run.context.world_size})
+    atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
+    draw_curves(pd.DataFrame(history), out_dir / "curves.png", f"{recipe.name} fold {recipe.fold}")
+    tqdm.write(f"{recipe.name} fold {recipe.fold} epoch {epoch + 1}/{recipe.epochs}: train loss "
+               f"{row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, score {row['score']:.4f} "
+               f"(best {best[0]:.4f}), {row['seconds']:.0f}s"
+               + (cache_line(run.cache, cached, run.items) if run.cache is not None else ""))
+    return best
+
+
+def finish(run: Run, epochs_done: int, stopped: str, final_pass: bool) -> None:
+    """A complete segmenter's final out-of-fold pass (the full-resolution tables, from ``best.pt``; again
+    only when this call trained or they are missing), ``run.json``, the cache's removal once the run is
+    complete (a stopped one keeps it for its resumption on this machine), and the processes' end."""
+    recipe, out_dir, context = run.recipe, run.out_dir, run.context
+    complete = epochs_done >= recipe.epochs
+    if recipe.stage == "segmenter" and complete and (out_dir / checkpoint.BEST).exists() \
+            and (final_pass or not oof.has_tables(out_dir / oof.FILE)):
+        final_oof(run.model, run.valid_ids, run.valid_loader, run.loss_fn, recipe, context, out_dir, run.shape)
     if context.is_rank_zero:
-        checkpoint.save_run(out_dir, start + ran, recipe.epochs, stopped)
+        checkpoint.save_run(out_dir, epochs_done, recipe.epochs, stopped)
     distributed.barrier(context)
-    if cache is not None and context.is_rank_zero and start + ran >= recipe.epochs:
-        cache.remove()  # the run is complete; a stopped one keeps it for its resumption on this machine
+    if run.cache is not None and context.is_rank_zero and complete:
+        run.cache.remove()
     distributed.teardown(context)
-    return {"best_score": best[0], "out": out_dir, "epochs_done": start + ran, "history": history,
-            "stopped": stopped}
 
 
 def final_oof(model, valid_ids: list[str], loader, loss_fn, recipe: Recipe, context, out_dir: Path,
