@@ -8,7 +8,7 @@
 Areas are in pixels of a 256 x 1600 image; ``config.for_shape((H, W))`` (``in_pixels``) rescales them for
 other sizes. ``gate`` is step 1; ``clean_mask`` steps 2-4. ``full_resolution_stats`` measures, for the
 threshold search, what steps 2 and 3 keep of an image at every (pixel threshold, component size) of a grid,
-with the same labelling (``component_areas``).
+with the same labelling (``kept_by_size``, which the search runs on the stored maps too).
 """
 
 from __future__ import annotations
@@ -173,29 +173,45 @@ def in_pixels(values, shape: tuple[int, int]) -> np.ndarray:
     return np.array([int(round(v * ratio)) for v in values], dtype=np.int64)
 
 
-def kept_by_size(maps: np.ndarray, level: int, truth: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For a stack of (n, h, w) uint8 maps, kept where ``>= level``, and their (n, h, w) bool truth: the area
-    kept and its overlap with the truth after removing the 8-connected components under each of ``sizes`` ->
-    two (n, len(sizes)) float64. One labelling for the whole stack (the masks one under the other, a blank row
-    between them, so no component crosses from one to the next) and bincounts: no Python loop per image."""
+def kept_by_size(maps: np.ndarray, above, truth_at: np.ndarray, sizes) -> tuple[np.ndarray, np.ndarray]:
+    """The tables' kernel. For a stack of (n, h, w) maps, kept where ``> above`` (compared in the maps' own
+    dtype), and the flat indices of their truth pixels (``np.flatnonzero`` of the (n, h, w) truth): the area kept
+    and its overlap with the truth after removing the 8-connected components under each of ``sizes``
+    (ascending) -> two (n, len(sizes)) float64.
+
+    One plain labelling for the whole stack (the masks one under the other, a blank row between them, so no
+    component crosses from one to the next) and bincounts, no Python loop per image or size. A single map's
+    areas come, as ``component_areas``'s do, from cv2's 8-bit histogram when it has under 256 components."""
     n, height, width = maps.shape
-    stack = np.zeros((n, height + 1, width), np.uint8)
-    masks = stack[:, :height].view(bool)
-    np.greater_equal(maps, level, out=masks)
-    count, labels = cv2.connectedComponents(stack.reshape(-1, width), connectivity=8, ltype=cv2.CV_32S)
-    labels = labels.reshape(n, height + 1, width)[:, :height]
-    at = labels[masks]  # every foreground pixel's component, image by image (C order)
-    areas = np.bincount(at, minlength=count)[1:].astype(np.float64)
-    overlaps = np.bincount(labels[truth], minlength=count)[1:].astype(np.float64)  # truth off the masks: label 0
-    image_of = np.zeros(count, np.int64)
-    image_of[at] = np.repeat(np.arange(n), np.count_nonzero(masks.reshape(n, -1), axis=1))
-    image_of = image_of[1:]
-    area, inter = np.zeros((n, len(sizes))), np.zeros((n, len(sizes)))
-    for s, size in enumerate(sizes):
-        keep = areas >= size
-        area[:, s] = np.bincount(image_of[keep], weights=areas[keep], minlength=n)
-        inter[:, s] = np.bincount(image_of[keep], weights=overlaps[keep], minlength=n)
-    return area, inter
+    if list(sizes) != sorted(sizes):
+        raise ValueError(f"sizes {list(sizes)}: expected ascending")
+    if n == 1:
+        stack = (maps[0] > above).view(np.uint8)
+        masks = stack.view(bool)[None]
+    else:
+        stack = np.zeros((n, height + 1, width), np.uint8)
+        masks = stack[:, :height].view(bool)
+        np.greater(maps, above, out=masks)
+        stack = stack.reshape(-1, width)
+        truth_at = truth_at + truth_at // (height * width) * width  # past each blank row above it
+    count, labels = cv2.connectedComponents(stack, connectivity=8, ltype=cv2.CV_32S)
+    if n == 1 and count <= 256:
+        labels = labels.astype(np.uint8)
+        areas = cv2.calcHist([labels], [0], None, [count], [0, count]).ravel()[1:]
+        image_of = np.zeros(count - 1, np.int64)
+    else:
+        at = labels.reshape(n, -1, width)[:, :height][masks]  # every foreground pixel's component, in order
+        areas = np.bincount(at, minlength=count)[1:]
+        image_of = np.zeros(count, np.int64)
+        image_of[at] = np.repeat(np.arange(n), np.count_nonzero(masks.reshape(n, -1), axis=1))
+        image_of = image_of[1:]
+    overlaps = np.bincount(labels.reshape(-1)[truth_at], minlength=count)[1:]  # truth off the masks: label 0
+    # each component counts for every size up to its own area: bucket it by image and by how many sizes it
+    # passes, then sum the buckets from the largest down
+    bucket = image_of * (len(sizes) + 1) + np.searchsorted(sizes, areas, side="right")
+    kept = np.stack([np.bincount(bucket, weights=w, minlength=n * (len(sizes) + 1)) for w in (areas, overlaps)])
+    kept = kept.reshape(2, n, len(sizes) + 1)[..., ::-1].cumsum(axis=-1)[..., ::-1][..., 1:]
+    return kept[0], kept[1]
 
 
 def full_resolution_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid=TABLE_PIXEL_GRID,
@@ -204,25 +220,20 @@ def full_resolution_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid=TABLE
     ``probs > t`` and removing 8-connected components under each size, for every (t, size) of the grids
     (sizes in pixels of a 256 x 1600 image, scaled to this one as ``predict`` scales them): (N, 4, H, W)
     float32 probabilities and (N, 4, H, W) truth -> (N, 4, len(pixel_grid), len(size_grid), 2) int32
-    (kept area, kept overlap). What the search needs of an image, without its map."""
+    (kept area, kept overlap). What the search needs of an image, without its map: ``kept_by_size`` map by
+    map (one full-resolution map is already a labelling's worth), shared among ``workers`` threads."""
     if list(pixel_grid) != sorted(pixel_grid):
         raise ValueError(f"pixel_grid {pixel_grid}: expected ascending thresholds")
     sizes = in_pixels(size_grid, probs.shape[-2:])
     out = np.zeros((len(probs), 4, len(pixel_grid), len(sizes), 2), np.int32)
 
     def one(n: int, k: int) -> None:
-        rows_t, cols_t = np.nonzero(truth[n, k])
+        truth_at, peak = np.flatnonzero(truth[n, k]), probs[n, k].max()
         for t, threshold in enumerate(pixel_grid):
-            mask = (probs[n, k] > np.float32(threshold)).view(np.uint8)
-            foreground = cv2.countNonZero(mask)
-            if not foreground:
-                break  # higher thresholds keep nothing either
-            labels, areas, _ = component_areas(mask)  # the labelling post-processing makes
-            overlaps = np.bincount(labels[rows_t, cols_t], minlength=len(areas))[1:]
-            areas = areas[1:]
-            keep = areas[None, :] >= sizes[:, None]  # (sizes, components)
-            out[n, k, t, :, 0] = keep @ areas
-            out[n, k, t, :, 1] = keep @ overlaps
+            if not peak > np.float32(threshold):
+                break  # this threshold keeps nothing, nor do the higher ones
+            area, overlap = kept_by_size(probs[n, k][None], np.float32(threshold), truth_at, sizes)
+            out[n, k, t, :, 0], out[n, k, t, :, 1] = area[0], overlap[0]
 
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:  # cv2 releases the GIL
         for job in [pool.submit(one, n, k) for n in range(len(probs)) for k in range(4)]:

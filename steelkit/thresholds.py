@@ -126,7 +126,9 @@ def component_stats(probs: np.ndarray, truth: np.ndarray, pixel_grid, size_grid,
     peaks = np.array([probs[n].max() for n in images], dtype=np.uint8).reshape(-1)
 
     def chunk(t: int, level: int, rows: np.ndarray) -> None:
-        area[t, rows], inter[t, rows] = kept_by_size(probs[images[rows]], level, truth[rows], sizes)
+        # uint8 maps: ">= level" is "> level - 1"
+        area[t, rows], inter[t, rows] = kept_by_size(probs[images[rows]], level - 1, np.flatnonzero(truth[rows]),
+                                                     sizes)
 
     workers = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(workers) as pool:

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from steelkit.postprocess import DENSE_SHARE, PostprocessConfig, clean_mask, postprocess
+from steelkit.postprocess import DENSE_SHARE, PostprocessConfig, clean_mask, kept_by_size, postprocess
 
 
 def reference(seg_probs, cls_probs, config):
@@ -155,3 +155,35 @@ def test_edge_cases_down_every_path(singles, share, path):
         assert out.sum() == (kept if total == kept else 0)
     assert clean_mask(probs, 0.5, 1, 0).sum() == (probs > 0.5).sum()  # a minimum of one pixel removes nothing
     assert clean_mask(probs[:1, :1], 0.5, 2, 0).sum() == 0 and clean_mask(probs[:1, :1], 0.5, 1, 1).sum() == 1
+
+
+@pytest.mark.parametrize("speckle", [False, True], ids=["few components", "over 255 components"])
+def test_the_tables_kernel_keeps_what_clean_mask_keeps_map_by_map_and_stacked(speckle):
+    """kept_by_size, the one kernel of the full-resolution tables and of the search on stored maps: a stack
+    labelled at once, and each map alone, give what clean_mask keeps (area and overlap) at every size, for
+    float maps and for uint8 ones; a component touching a map's last row does not join the next map's first."""
+    rng = np.random.default_rng(7)
+    noise = rng.random((5, 48, 160)).astype(np.float32)
+    probs = noise ** 6 if speckle else np.stack([cv2.GaussianBlur(m, (0, 0), 3) for m in noise])
+    probs = (probs - probs.min()) / (probs.max() - probs.min())
+    probs[1, -1, :] = probs[2, 0, :] = 1.0  # touching rows across two maps
+    truth = rng.random(probs.shape) < 0.3
+    sizes = [0, 3, 20, 200]
+    for threshold in (0.3, 0.55):
+        expected = np.array([[[clean_mask(p, threshold, size, 0).astype(bool).sum(),
+                               (clean_mask(p, threshold, size, 0).astype(bool) & t).sum()] for size in sizes]
+                             for p, t in zip(probs, truth)])
+        if speckle:
+            assert cv2.connectedComponents((probs[0] > threshold).view(np.uint8), connectivity=8)[0] > 256
+        area, overlap = kept_by_size(probs, np.float32(threshold), np.flatnonzero(truth), np.array(sizes))
+        assert np.stack([area, overlap], -1).tolist() == expected.tolist()
+        for n in range(len(probs)):
+            area, overlap = kept_by_size(probs[n][None], np.float32(threshold), np.flatnonzero(truth[n]), sizes)
+            assert np.stack([area[0], overlap[0]], -1).tolist() == expected[n].tolist()
+        maps = np.round(probs * 255).astype(np.uint8)  # the stored maps' domain: kept where > a level
+        level = int(np.ceil(threshold * 255))
+        area, _ = kept_by_size(maps, level, np.flatnonzero(truth), sizes)
+        assert area.tolist() == [[clean_mask(m / 255, level / 255 + 1e-6, size, 0).sum() for size in sizes]
+                                 for m in maps]
+    with pytest.raises(ValueError, match="ascending"):
+        kept_by_size(probs, 0.5, np.flatnonzero(truth), [20, 3])

@@ -17,11 +17,11 @@ import pandas as pd
 from steelkit import rle, synthetic
 
 N_IMAGES, SHAPE, SCALE = 12568, (256, 1600), 4
-# The search's seconds against the labelling floor's. Its kernel (postprocess.kept_by_size) costs about 1.75 x
-# a plain labelling of the same stack (each component's area, overlap and image, read from every foreground
-# pixel: 2.3 ms beside 3.1 ms for 64 maps), and the search also reads the maps and the truth and scores the
-# grid. Measured here: 2.44x with one segmenter (44 s; 61 s before the stacked kernel), 1.17x with three
-# (where the floor's averaging weighs more); the limit leaves 10% for noise.
+# The search's seconds against the labelling floor's. Its kernel (postprocess.kept_by_size, which also makes
+# training's full-resolution tables) costs about 1.75 x a plain labelling of the same stack (each component's
+# area, overlap and image, read from every foreground pixel), and the search also reads the maps and the truth
+# and scores the grid. Measured here: 2.16-2.44x with one segmenter (31-44 s; 61 s before the stacked kernel),
+# 1.17-1.53x with three (where the floor's averaging weighs more); the limit leaves 10% for noise.
 SEARCH_LIMIT = 2.75
 ROOT = Path(__file__).resolve().parents[2]
 
