@@ -1,8 +1,11 @@
 """Post-processing per image, side by side with the floor (threshold + one plain ``cv2.connectedComponents``
-per class, no RLE) and, with RLE, with the public-kernel loop; on realistic maps (mostly low background, a
-few defect blobs, about 20 components per class), on dense ones (noise crossing the threshold everywhere,
-hundreds of components per class), and on an unsure model's maps in bands of foreground share from 0 to
-30% (speckle and blobs: hundreds to a thousand components per class)."""
+per class, no RLE, the four classes on two threads as post-processing runs them) and, with RLE, with the
+public-kernel loop; on realistic maps (mostly low background, a few defect blobs, about 20 components per
+class), on dense ones (noise crossing the threshold everywhere, hundreds of components per class), and on an
+unsure model's maps in bands of foreground share from 0 to 30% (speckle and blobs: hundreds to a thousand
+components per class)."""
+
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -19,7 +22,11 @@ KINDS = {"realistic": {"sigma": 2.5, "gain": 2.6, "base": 0.25}, "dense": {"sigm
 
 
 # An unsure model's bands against the floor: exact small-component removal costs about 2x the floor's one
-# labelling (the areas, then the kept pixels), read 1.8-2.6x over runs here: the limit leaves that noise room.
+# labelling (the areas, then the kept pixels). The floor runs its classes on two threads as post-processing
+# does: against a single-threaded floor, a busy core took post-processing's second thread and not the
+# floor's, and the rows swung with the machine's load (dense read 2.1x quiet, 5.0x once in a full `make
+# bench`; realistic 1.2x quiet, 2.0x beside one busy core). With the floor threaded alike, measured here quiet,
+# beside one busy core and beside two: realistic 1.6-2.0x, dense 2.0-2.2x, the 20-30% band 2.2-2.3x.
 BAND_LIMIT = 2.75
 REPEAT = 15  # alternating passes each: one over 8 maps lasts 20-50 ms, which a busy spell can double
 BANDS = ((0.0, 0.05), (0.05, 0.10), (0.10, 0.15), (0.15, 0.20), (0.20, 0.30))
@@ -78,11 +85,18 @@ SAME_RULES = PostprocessConfig(label_thresholds=(0.0,) * 4, pixel_thresholds=(TH
 SURE = np.ones(4, np.float32)
 
 
+FLOOR_THREADS = ThreadPoolExecutor(2)  # as postprocess runs an image's classes
+
+
+def label(probs_k: np.ndarray) -> int:
+    return cv2.connectedComponents((probs_k > THRESHOLD).view(np.uint8), connectivity=8)[0] - 1
+
+
 def floor(probs: np.ndarray) -> list[int]:
-    """What no post-processing can undercut: a threshold and one plain labelling per class -> the numbers
-    of components (each label image dropped at once, as post-processing drops its own)."""
-    return [cv2.connectedComponents((probs[k] > THRESHOLD).view(np.uint8), connectivity=8)[0] - 1
-            for k in range(4)]
+    """What no post-processing can undercut: a threshold and one plain labelling per class, the classes on
+    two threads -> the numbers of components (each label image dropped at once, as post-processing drops its
+    own)."""
+    return list(FLOOR_THREADS.map(label, probs))
 
 
 def ours(probs: np.ndarray) -> np.ndarray:
