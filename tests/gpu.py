@@ -427,6 +427,25 @@ def check_paths(device, size: Size, work: Path) -> dict:
             "losses": [row["train_loss"] for row in done["history"]],
             **({} if cuda else {"note": "no CUDA here: the CPU path alone"})}
 
+    # a diverging run on this device (AMP's scaler where CUDA has it): Diverged, and no checkpoint of
+    # non-finite weights left behind for prediction to read
+    out = work / "diverging"
+    try:
+        train.train(dataclasses.replace(recipe, lr=1e30, grad_clip=0.0), data, out, device=str(device))
+        said = ""
+    except train.Diverged as error:
+        said = str(error)
+    refused = []
+    for name in (checkpoint.BEST, checkpoint.LAST):
+        if (out / name).exists():
+            try:
+                checkpoint.load_state(out / name)
+            except ValueError as error:
+                refused.append(f"{name}: {error}")
+    result["diverging_run_stops"] = {"ok": bool(said) and not refused and "training diverged in epoch" in said,
+                                     "said": said[:300], "non_finite_checkpoints": refused,
+                                     "amp": cuda and recipe.amp}
+
     seg = fit(preset("seg-unet-effb3"), size)
     seg = dataclasses.replace(seg, batch_size=4, effective_batch=4, crop_height=128 if not size.tiny else 32,
                               crop_width=256 if not size.tiny else 64)
@@ -514,6 +533,7 @@ def verdicts(record: dict) -> list[tuple[str, bool | None, str]]:
     for name, path in record.get("paths", {}).items():
         detail = path.get("skipped") or (f"max relative difference {path['max_relative_difference']:.2e}"
                                          if "max_relative_difference" in path else
+                                         path["said"][:100] or "no error raised" if "said" in path else
                                          f"{path.get('epochs_done')} epochs, losses {path.get('losses')}")
         found.append((name.replace("_", " "), path["ok"], detail))
     for section, error in record.get("errors", {}).items():

@@ -46,6 +46,9 @@ def test_tiny_check_writes_a_plausible_record(tiny_check, capsys):
     paths = record["paths"]
     assert paths["resume_cpu_to_cpu"]["ok"] and paths["resume_cpu_to_cpu"]["epochs_done"] == 2
     assert paths["amp_matches_fp32"]["ok"] and paths["ddp_nccl"]["ok"] is None and "skipped" in paths["ddp_nccl"]
+    diverging = paths["diverging_run_stops"]
+    assert diverging["ok"] and "training diverged in epoch 1" in diverging["said"]
+    assert diverging["non_finite_checkpoints"] == []
     assert record["versions"]["python"]["here"] == platform.python_version()
     assert record["versions"]["torch"]["kaggle"] == "2.10.0"
     assert record["rates"]["device_type"] == "cpu"
