@@ -145,7 +145,7 @@ def cmd_fetch(args) -> int:
     record = campaign.load(args.out)
     names = args.kernels or [s for s, item in record["kernels"].items() if campaign.is_complete(item)]
     if not names:
-        raise ValueError(f"no COMPLETE kernel in {args.out / campaign.RECORD}; name the kernels to fetch")
+        raise UserError(f"no COMPLETE kernel in {args.out / campaign.RECORD}; name the kernels to fetch")
     for name in names:
         kernel = find(config, name)
         item = record["kernels"].get(kernel["slug"])

@@ -50,8 +50,8 @@ print(f"best validation Dice {result['best_score']:.5f}; outputs in {result['out
 result["metrics"][["epoch", "train_loss", "val_loss", "score", *[f"dice_class_{k}" for k in (1, 2, 3, 4)]]].round(4)
 
 # %% [markdown]
-# The training curves (`curves.png` beside `metrics.csv`, redrawn every epoch): losses, the validation
-# score with its per-class scores, and the learning rate.
+# The training curves (`curves.png` beside `metrics.csv`, redrawn after an epoch at most once a minute,
+# and at the end): losses, the validation score with its per-class scores, and the learning rate.
 
 # %%
 from IPython.display import Image

@@ -321,6 +321,13 @@ class Run:
     scaler: torch.amp.GradScaler
     loss_fn: torch.nn.Module
     steps_per_epoch: int
+    drawn_at: float = -math.inf  # when the curves were last drawn (time.monotonic), and how many epochs they show
+    drawn_epochs: int = 0
+
+
+# the curves are drawn after an epoch at most this often (seconds), and at the end of every call: a drawing
+# costs about half a second, an epoch on Kaggle minutes, and a test's epoch less than a drawing
+CURVES_EVERY = 60.0
 
 
 def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
@@ -358,7 +365,7 @@ def train(recipe: Recipe, data_dir: str | os.PathLike, out_dir: str | os.PathLik
             deadline.record(clock() - started, clock() - validating)
             if ran == 1:
                 deadline.check_holds_an_epoch(history)
-    finish(run, start + ran, stopped, final_pass=ran > 0)
+    finish(run, history, start + ran, stopped, final_pass=ran > 0)
     return {"best_score": best[0], "out": run.out_dir, "epochs_done": start + ran, "history": history,
             "stopped": stopped}
 
@@ -471,9 +478,9 @@ def train_and_validate(run: Run, epoch: int, started: float, clock) -> tuple[dic
 def save_epoch(run: Run, epoch: int, row: dict, oof_arrays: dict, best: tuple[float, float], history: list[dict],
                cached: int) -> tuple[float, float]:
     """Rank 0 saves the epoch: ``best.pt`` and ``oof.npz`` when it is the best, ``last.pt``, ``metrics.csv``,
-    the curves, then its line -> the best (score, -loss) so far. The state first, the metrics then, the picture
-    last: a kill between them loses no epoch that metrics.csv claims (a resumed run rewrites it from last.pt's
-    history)."""
+    the curves (``CURVES_EVERY``), then its line -> the best (score, -loss) so far. The state first, the metrics
+    then, the picture last: a kill between them loses no epoch that metrics.csv claims (a resumed run rewrites
+    it from last.pt's history)."""
     recipe, out_dir, model = run.recipe, run.out_dir, run.model
     if (row["score"], -row["val_loss"]) > best:  # ties (common early on) go to the lower loss
         best = (row["score"], -row["val_loss"])
@@ -486,7 +493,8 @@ def save_epoch(run: Run, epoch: int, row: dict, oof_arrays: dict, best: tuple[fl
         "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(), "history": history,
         "world_size": run.context.world_size})
     atomic.write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
-    draw_curves(pd.DataFrame(history), out_dir / "curves.png", f"{recipe.name} fold {recipe.fold}")
+    if time.monotonic() - run.drawn_at >= CURVES_EVERY:
+        curves(run, history)
     tqdm.write(f"{recipe.name} fold {recipe.fold} epoch {epoch + 1}/{recipe.epochs}: train loss "
                f"{row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, score {row['score']:.4f} "
                f"(best {best[0]:.4f}), {row['seconds']:.0f}s"
@@ -494,12 +502,20 @@ def save_epoch(run: Run, epoch: int, row: dict, oof_arrays: dict, best: tuple[fl
     return best
 
 
-def finish(run: Run, epochs_done: int, stopped: str, final_pass: bool) -> None:
-    """A complete segmenter's final out-of-fold pass (the full-resolution tables, from ``best.pt``; again
-    only when this call trained or they are missing), ``run.json``, the cache's removal once the run is
-    complete (a stopped one keeps it for its resumption on this machine), and the processes' end."""
+def curves(run: Run, history: list[dict]) -> None:
+    draw_curves(pd.DataFrame(history), run.out_dir / "curves.png", f"{run.recipe.name} fold {run.recipe.fold}")
+    run.drawn_at, run.drawn_epochs = time.monotonic(), len(history)
+
+
+def finish(run: Run, history: list[dict], epochs_done: int, stopped: str, final_pass: bool) -> None:
+    """The curves of every epoch, a complete segmenter's final out-of-fold pass (the full-resolution tables,
+    from ``best.pt``; again only when this call trained or they are missing), ``run.json``, the cache's
+    removal once the run is complete (a stopped one keeps it for its resumption on this machine), and the
+    processes' end. Every rank knows ``epochs_done``; only rank 0 holds the history of this call's epochs."""
     recipe, out_dir, context = run.recipe, run.out_dir, run.context
     complete = epochs_done >= recipe.epochs
+    if context.is_rank_zero and len(history) > run.drawn_epochs:
+        curves(run, history)
     if recipe.stage == "segmenter" and complete and (out_dir / checkpoint.BEST).exists() \
             and (final_pass or not oof.has_tables(out_dir / oof.FILE)):
         final_oof(run.model, run.valid_ids, run.valid_loader, run.loss_fn, recipe, context, out_dir, run.shape)

@@ -122,12 +122,15 @@ def test_a_users_mistake_is_one_line_and_exit_2(capsys):
     assert said.startswith("steelkit budget: error: unknown preset 'cls-r99'") and "Traceback" not in said
 
 
-def test_build_kernel_tells_a_bug_from_a_mistake(monkeypatch, capsys):
+def test_build_kernel_tells_a_bug_from_a_mistake(monkeypatch, capsys, tmp_path):
     import build_kernel
     from steelkit import errors
 
     assert build_kernel.main(["plan", "no such kernel"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+    assert build_kernel.main(["fetch", "--out", str(tmp_path)]) == 2  # nothing pushed yet: nothing to fetch
+    said = capsys.readouterr().err
+    assert "no COMPLETE kernel in" in said and "Traceback" not in said
     monkeypatch.setattr(build_kernel, "cmd_plan", lambda args: [][1])
     assert build_kernel.main(["plan"]) == 1
     said = capsys.readouterr().err

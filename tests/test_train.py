@@ -166,6 +166,20 @@ def test_outputs_say_how_they_were_made(mini, tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "curves drawn beside metrics.csv"
 
 
+def test_the_curves_are_drawn_at_most_once_a_minute_and_at_the_end(mini, tmp_path, monkeypatch):
+    """A drawing costs about half a second: after the first epoch, then not again within CURVES_EVERY, and
+    always at the end of the call with every epoch; a call that stops early draws what it has."""
+    drawn = []
+    monkeypatch.setattr(train, "draw_curves", lambda history, path, title: drawn.append(history["epoch"].tolist()))
+    recipe = _tiny("cls-tiny", epochs=3, n_folds=3)
+    train.train(recipe, mini, tmp_path / "a", device="cpu")
+    assert drawn == [[1], [1, 2, 3]]  # epoch 2 within the minute: not drawn; the end: every epoch
+    drawn.clear()
+    monkeypatch.setattr(train, "CURVES_EVERY", 0.0)  # epochs longer than the interval: each drawn as it ends
+    train.train(recipe, mini, tmp_path / "b", device="cpu", epochs_now=2)
+    assert drawn == [[1], [1, 2]]  # stopped early: what it has, and nothing drawn twice
+
+
 @pytest.mark.parametrize("image_cache", ["on", "off"])
 def test_a_bad_training_image_fails_at_start_up_with_its_name(tmp_path, monkeypatch, image_cache):
     monkeypatch.setenv("STEELKIT_IMAGE_CACHE_DIR", str(tmp_path))
