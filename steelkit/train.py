@@ -402,11 +402,11 @@ def setup(recipe: Recipe, data_dir: Path, out_dir: Path, resume: bool, device: s
         model = model.to(memory_format=torch.channels_last)
     net = DistributedDataParallel(model, device_ids=[context.device] if context.device.type == "cuda" else None) \
         if context.distributed else model
-    return Run(recipe, out_dir, context, shape, cache, len(train_set) + len(valid_set), train_loader, valid_loader,
-               valid_ids, model, net,
-               build_optimizer(model, recipe), make_scaler(context.device, recipe),
-               build_loss(recipe).to(context.device),
-               steps_in(len(train_loader), accumulation_steps(recipe, context.world_size)))
+    return Run(recipe=recipe, out_dir=out_dir, context=context, shape=shape, cache=cache,
+               items=len(train_set) + len(valid_set), train_loader=train_loader, valid_loader=valid_loader,
+               valid_ids=valid_ids, model=model, net=net, optimizer=build_optimizer(model, recipe),
+               scaler=make_scaler(context.device, recipe), loss_fn=build_loss(recipe).to(context.device),
+               steps_per_epoch=steps_in(len(train_loader), accumulation_steps(recipe, context.world_size)))
 
 
 def resumed(run: Run) -> tuple[int, tuple[float, float], list[dict]]:
