@@ -18,12 +18,19 @@ def best_of(fn, items, repeat=5):
 def side_by_side(ours, floor, keys, repeat: int = 5) -> tuple[float, float]:
     """Seconds per call of ``ours`` and of ``floor`` over ``keys``, best of ``repeat`` passes each, the
     passes alternating (a quiet spell or a busy one falls on both)."""
-    ours(keys[0]), floor(keys[0])
-    best = [float("inf"), float("inf")]
+    return tuple(alternating([(ours, keys), (floor, keys)], repeat))
+
+
+def alternating(timed: list[tuple], repeat: int = 5) -> list[float]:
+    """Seconds per call of each (function, its inputs), best of ``repeat`` passes each, one pass of each in
+    turn."""
+    for fn, keys in timed:
+        fn(keys[0])
+    best = [float("inf")] * len(timed)
     for _ in range(repeat):
-        for slot, fn in enumerate((ours, floor)):
+        for slot, (fn, keys) in enumerate(timed):
             started = time.perf_counter()
             for key in keys:
                 fn(key)
             best[slot] = min(best[slot], time.perf_counter() - started)
-    return best[0] / len(keys), best[1] / len(keys)
+    return [seconds / len(keys) for seconds, (_, keys) in zip(best, timed)]
